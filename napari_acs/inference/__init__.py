@@ -1,0 +1,1 @@
+"""Sliding-window prediction, TTA, device selection and post-processing."""

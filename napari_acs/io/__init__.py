@@ -1,0 +1,1 @@
+"""BraTS case discovery, loading, validation, label conventions and NIfTI writing."""

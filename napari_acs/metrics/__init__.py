@@ -1,0 +1,1 @@
+"""BraTS region metrics: Dice, HD95, sensitivity, specificity, volumes."""

@@ -1,0 +1,1 @@
+"""ACS operator, 2D->ACS converter, encoders, decoder, heads, presets and checkpoints."""

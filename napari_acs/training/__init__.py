@@ -1,0 +1,1 @@
+"""Fine-tuning: datasets, patch sampling, augmentation, losses, loops, checkpoints."""

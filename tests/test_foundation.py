@@ -1,0 +1,126 @@
+"""The package's promises: cheap import, layer rule, CLI, manifest seen by napari."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "napari_acs"
+BACKEND = ("io", "models", "inference", "metrics", "training")
+GUI_MODULES = {"qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "napari", "magicgui", "vispy"}
+
+
+def _run_python(code: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    return result.stdout.strip()
+
+
+def test_import_does_not_import_torch_or_napari() -> None:
+    out = _run_python(
+        "import sys, napari_acs, napari_acs.io; "
+        "print(sorted(m for m in ('torch', 'napari', 'qtpy', 'PyQt6') if m in sys.modules))"
+    )
+    assert out == "[]"
+
+
+def test_manifest_load_does_not_import_torch() -> None:
+    out = _run_python(
+        "import sys; from npe2 import PluginManifest; "
+        "pm = PluginManifest.from_distribution('napari-acs'); "
+        "print(pm.name, 'torch' in sys.modules)"
+    )
+    assert out == "napari-acs False"
+
+
+def _imported_top_levels(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("layer", BACKEND)
+def test_layer_rule_backend_never_imports_gui(layer: str) -> None:
+    """Nothing below napari_acs/_napari/ imports Qt or napari (any import, even lazy)."""
+    target = PACKAGE / layer
+    files = [target.with_suffix(".py")] if target.with_suffix(".py").exists() else []
+    files += sorted(target.rglob("*.py")) if target.is_dir() else []
+    assert files, f"layer {layer} is missing"
+    offenders = {
+        str(f.relative_to(ROOT)): sorted(_imported_top_levels(f) & GUI_MODULES) for f in files
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_cli_help_lists_subcommands() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "napari_acs", "--help"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stderr
+    from napari_acs.cli import build_parser
+
+    subcommands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert "demo" in subcommands
+    for name in subcommands:
+        assert name in result.stdout
+
+
+def test_console_script_installed() -> None:
+    exe = Path(sys.executable).with_name("napari-acs")
+    result = subprocess.run([str(exe), "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "usage: napari-acs" in result.stdout
+
+
+def test_npe2_validate_passes() -> None:
+    exe = Path(sys.executable).with_name("npe2")
+    result = subprocess.run([str(exe), "validate", "napari-acs"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "valid" in result.stdout.lower()
+
+
+def test_napari_sees_the_plugin_contributions() -> None:
+    from npe2 import PluginManager
+
+    pm = PluginManager.instance()
+    pm.discover()
+    manifest = pm.get_manifest("napari-acs")
+    contributions = manifest.contributions
+    declared = {c.id for c in contributions.commands or []}
+    used = (
+        {r.command for r in contributions.readers or []}
+        | {w.command for w in contributions.writers or []}
+        | {s.command for s in contributions.sample_data or []}
+        | {w.command for w in contributions.widgets or []}
+    )
+    assert used and used <= declared
+    assert "napari-acs" in {r.plugin_name for r in pm.iter_compatible_readers(["x_t1.nii.gz"])}
+    assert any(s[0] == "napari-acs" for s in pm.iter_sample_data())
+
+
+def test_wheel_contains_manifest_and_sample_data(tmp_path: Path) -> None:
+    """An installed wheel, not only the editable install, carries the manifest."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path), str(ROOT)],
+        check=True, capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("napari_acs-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        manifest = zf.read("napari_acs/napari.yaml").decode()
+        entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+        assert "napari_acs:napari.yaml" in zf.read(entry_points).decode()
+    assert "name: napari-acs" in manifest
+    assert manifest == (ROOT / "napari.yaml").read_text()

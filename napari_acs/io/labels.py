@@ -122,5 +122,7 @@ def convert_labels(
 
 def unknown_label_values(labels: np.ndarray, convention: str | LabelConvention) -> list[float]:
     """Sorted distinct values of ``labels`` that are not legal in ``convention`` (empty if all are)."""
-    unknown = ~np.isin(labels, sorted(get_convention(convention).allowed))
-    return np.unique(labels[unknown]).tolist() if unknown.any() else []
+    known = np.zeros_like(labels, dtype=bool)  # same memory layout as labels: no strided passes
+    for value in get_convention(convention).allowed:  # 4 comparisons: faster than np.isin here
+        known |= labels == value
+    return [] if known.all() else np.unique(labels[~known]).tolist()

@@ -1,0 +1,446 @@
+"""BraTS case discovery and loading: NIfTI files -> validated canonical (RAS+) arrays.
+
+File names (``.nii`` or ``.nii.gz``):
+
+* BraTS 2021: ``<id>_t1``, ``<id>_t1ce``, ``<id>_t2``, ``<id>_flair``, ``<id>_seg``
+* BraTS 2023+: ``<id>-t1n``, ``<id>-t1c``, ``<id>-t2w``, ``<id>-t2f``, ``<id>-seg``
+
+The naming decides the label convention (``"brats2021"`` or ``"brats2023"``, see
+:mod:`napari_acs.io.labels`). The image channels are always in the order
+(t1, t1ce, t2, flair) == (t1n, t1c, t2w, t2f). Voxel data are only re-ordered
+(axis permutations and flips to RAS+), never resampled, so every result maps back
+exactly onto the source grid with :class:`SourceGeometry`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import zlib
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from nibabel.affines import voxel_sizes
+from nibabel.filebasedimages import ImageFileError
+from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
+from nibabel.spatialimages import HeaderDataError
+
+from napari_acs.io.errors import BratsInputError
+from napari_acs.io.labels import CONVENTIONS, Convention, unknown_label_values
+
+#: Modality names per naming convention, in image channel order.
+MODALITIES: dict[str, tuple[str, str, str, str]] = {
+    "brats2021": ("t1", "t1ce", "t2", "flair"),
+    "brats2023": ("t1n", "t1c", "t2w", "t2f"),
+}
+SEG = "seg"
+#: Separator between case id and modality in each naming convention.
+SEPARATORS: dict[str, str] = {"brats2021": "_", "brats2023": "-"}
+#: Largest difference (mm, any affine entry) tolerated between the files of one case.
+AFFINE_TOLERANCE_MM = 1e-3
+
+_NAME = re.compile(
+    r"^(?P<case_id>.+?)(?:_(?P<brats2021>t1|t1ce|t2|flair|seg)|-(?P<brats2023>t1n|t1c|t2w|t2f|seg))"
+    r"\.nii(?:\.gz)?$"
+)
+_NAMING_HINT = "files named like <id>_t1.nii.gz (BraTS 2021) or <id>-t1n.nii.gz (BraTS 2023)"
+_RAS = axcodes2ornt(("R", "A", "S"))
+# What gzip/zlib raise on damaged .gz files, and nibabel on unreadable or truncated NIfTI files.
+_GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
+_READ_ERRORS = (OSError, ValueError, ImageFileError, HeaderDataError, MemoryError)
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclass(frozen=True)
+class BratsName:
+    """A parsed BraTS file name: ``case_id``, ``convention`` and ``kind`` (a modality or ``"seg"``)."""
+
+    case_id: str
+    convention: Convention
+    kind: str
+
+    @property
+    def slot(self) -> int:
+        """Channel index 0-3 of a modality (the same in both conventions); 4 for ``seg``."""
+        return 4 if self.kind == SEG else MODALITIES[self.convention].index(self.kind)
+
+
+def parse_name(name: str) -> BratsName | None:
+    """Parse a BraTS file name (``"x_t1ce.nii.gz"``, ``"x-t2f.nii"``); ``None`` if it is not one."""
+    match = _NAME.match(name)
+    if match is None:
+        return None
+    convention = "brats2021" if match["brats2021"] else "brats2023"
+    return BratsName(match["case_id"], convention, match[convention])
+
+
+@dataclass(frozen=True)
+class CaseFiles:
+    """The files of one case: ``files`` maps modality names (then ``"seg"``, if present) to paths."""
+
+    case_id: str
+    convention: Convention
+    files: dict[str, Path]
+
+    @property
+    def modalities(self) -> tuple[str, str, str, str]:
+        return MODALITIES[self.convention]
+
+
+@dataclass(frozen=True, eq=False)
+class SourceGeometry:
+    """The voxel grid of the source files: what is needed to write results back onto it.
+
+    ``affine`` (4, 4) maps source voxel indices to world mm; ``shape`` is the source
+    (X, Y, Z); ``header`` is the source NIfTI header (qform/sform codes, pixdim,
+    xyzt_units) used as the template when writing; ``ornt`` is nibabel's orientation
+    (3, 2) from source axes to RAS+ axes.
+    """
+
+    affine: np.ndarray
+    shape: tuple[int, int, int]
+    header: nib.Nifti1Header
+    ornt: np.ndarray
+
+    @property
+    def canonical_affine(self) -> np.ndarray:
+        """(4, 4) voxel -> world mm of the canonical (RAS+) arrays."""
+        return self.affine @ inv_ornt_aff(self.ornt, self.shape)
+
+    @property
+    def canonical_shape(self) -> tuple[int, int, int]:
+        return tuple(int(self.shape[int(axis)]) for axis in np.argsort(self.ornt[:, 0]))
+
+    def to_canonical(self, array: np.ndarray) -> np.ndarray:
+        """Source-grid array, spatial axes first ``(X, Y, Z, ...)`` -> canonical RAS+ view."""
+        return apply_orientation(array, self.ornt)
+
+    def to_source(self, array: np.ndarray) -> np.ndarray:
+        """Canonical array, spatial axes first ``(X, Y, Z, ...)`` -> view on the source grid."""
+        return apply_orientation(array, ornt_transform(_RAS, self.ornt))
+
+
+@dataclass(frozen=True, eq=False)
+class BratsCase:
+    """One BraTS case in canonical RAS+ orientation.
+
+    ``image`` float32 (4, X, Y, Z), channels ``modalities`` (t1, t1ce, t2, flair order);
+    ``affine`` (4, 4) canonical voxel -> world mm; ``label`` uint8 (X, Y, Z) in the file's
+    label values (``convention``), or ``None`` without a seg file; ``files`` maps
+    modality names and ``"seg"`` to the paths read; ``source`` is the source grid.
+    """
+
+    image: np.ndarray
+    modalities: tuple[str, ...]
+    affine: np.ndarray
+    case_id: str
+    convention: Convention
+    files: dict[str, Path]
+    source: SourceGeometry
+    label: np.ndarray | None = None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Canonical spatial shape (X, Y, Z)."""
+        return tuple(self.image.shape[1:])
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel size in mm along the canonical axes."""
+        return tuple(float(s) for s in voxel_sizes(self.affine))
+
+    @property
+    def voxel_volume_ml(self) -> float:
+        """Volume of one voxel in mL (1 mL = 1000 mm^3)."""
+        return float(np.prod(self.spacing)) / 1000.0
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def find_case_files(path_or_files: str | os.PathLike | Sequence[str | os.PathLike]) -> CaseFiles:
+    """Resolve a case folder, one file of a case (its siblings are found) or a list of files."""
+    if isinstance(path_or_files, (str, os.PathLike)):
+        path = Path(path_or_files)
+        if path.is_dir():
+            return _case_from_folder(path)
+        if not path.exists():
+            raise BratsInputError(path, "no such file or folder")
+        return _case_from_file(path)
+    paths = [Path(p) for p in path_or_files]
+    if not paths:
+        raise BratsInputError(None, "no files given")
+    named = []
+    for path in paths:
+        if not path.is_file():
+            raise BratsInputError(path, "no such file")
+        named.append((path, _parse_or_raise(path)))
+    ids = sorted({name.case_id for _, name in named})
+    if len(ids) > 1:
+        raise BratsInputError(
+            paths[0].parent, f"the files belong to {len(ids)} cases ({', '.join(ids)}), not one"
+        )
+    return _assemble(named, paths[0].parent)
+
+
+def find_cases(root: str | os.PathLike) -> list[Path]:
+    """Sorted case folders under a cohort ``root`` (``[root]`` if it is itself a case folder).
+
+    A case folder holds at least one BraTS-named modality file. Raises
+    :class:`BratsInputError` if ``root`` is not a folder or holds no case.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise BratsInputError(root, "no such folder")
+    cases = []
+    for folder, subfolders, names in os.walk(root):
+        if any(_is_modality_name(n) for n in names):
+            cases.append(Path(folder))
+            subfolders.clear()
+    if not cases:
+        raise BratsInputError(root, f"no BraTS case found: a case folder holds {_NAMING_HINT}")
+    return sorted(cases)
+
+
+def _is_modality_name(name: str) -> bool:
+    parsed = parse_name(name)
+    return parsed is not None and parsed.kind != SEG
+
+
+def _parse_or_raise(path: Path) -> BratsName:
+    parsed = parse_name(path.name)
+    if parsed is None:
+        raise BratsInputError(path, f"not a BraTS file name: expected {_NAMING_HINT}")
+    return parsed
+
+
+def _brats_files(folder: Path) -> list[tuple[Path, BratsName]]:
+    return sorted((p, n) for p in folder.iterdir() if (n := parse_name(p.name)) is not None and p.is_file())
+
+
+def _case_from_folder(folder: Path) -> CaseFiles:
+    named = _brats_files(folder)
+    if not named:
+        sub_cases = [d for d in folder.iterdir() if d.is_dir() and any(map(_is_modality_name, os.listdir(d)))]
+        hint = f"; it holds {len(sub_cases)} case folders (find_cases lists them)" if sub_cases else ""
+        raise BratsInputError(folder, f"not a BraTS case folder: no {_NAMING_HINT}{hint}")
+    ids = sorted({name.case_id for _, name in named})
+    if len(ids) > 1:
+        shown = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
+        raise BratsInputError(
+            folder,
+            f"holds files of {len(ids)} cases ({shown}): open one of their files, or give each case its own folder",
+        )
+    return _assemble(named, folder)
+
+
+def _case_from_file(path: Path) -> CaseFiles:
+    case_id = _parse_or_raise(path).case_id
+    return _assemble([(p, n) for p, n in _brats_files(path.parent) if n.case_id == case_id], path.parent)
+
+
+def _assemble(named: list[tuple[Path, BratsName]], folder: Path) -> CaseFiles:
+    """Check one file per slot, one naming convention, all four modalities; order the files."""
+    by_slot: dict[int, list[tuple[Path, BratsName]]] = {}
+    for path, name in named:
+        by_slot.setdefault(name.slot, []).append((path, name))
+    for entries in by_slot.values():
+        if len(entries) > 1:
+            kinds = "/".join(sorted({n.kind for _, n in entries}))
+            files = ", ".join(p.name for p, _ in entries)
+            raise BratsInputError(folder, f"{len(entries)} files for {kinds}: {files}; keep one")
+    conventions = {name.convention: path for path, name in named}
+    if len(conventions) > 1:
+        raise BratsInputError(
+            folder,
+            f"mixes BraTS 2021 names ({conventions['brats2021'].name}) and BraTS 2023 names "
+            f"({conventions['brats2023'].name}); use one naming for all files of a case",
+        )
+    case_id, convention = named[0][1].case_id, named[0][1].convention
+    modalities = MODALITIES[convention]
+    missing = [modalities[slot] for slot in range(4) if slot not in by_slot]
+    if missing:
+        expected = ", ".join(f"{case_id}{SEPARATORS[convention]}{m}.nii.gz" for m in missing)
+        raise BratsInputError(folder, f"missing modality {', '.join(missing)} (expected file {expected})")
+    files = {modalities[slot]: by_slot[slot][0][0] for slot in range(4)}
+    if 4 in by_slot:
+        files[SEG] = by_slot[4][0][0]
+    return CaseFiles(case_id, convention, files)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_case(
+    path_or_files: str | os.PathLike | Sequence[str | os.PathLike], *, threads: int | None = None
+) -> BratsCase:
+    """Load and validate a BraTS case: a folder, one of its files, or a list of its files.
+
+    Returns a :class:`BratsCase` in canonical RAS+ orientation (reoriented, never
+    resampled). NIfTI scaling (scl_slope/scl_inter) is applied. A file holding a 4D
+    volume with a single trailing volume (X, Y, Z, 1) is read as 3D. Any problem
+    raises :class:`BratsInputError` naming the file; nothing partial is returned.
+    The files are read by ``threads`` threads (default: one per file, at most one per
+    CPU; zlib decompression releases the GIL); ``threads=1`` suits data-loader
+    worker processes that are already parallel.
+    """
+    case_files = find_case_files(path_or_files)
+    kinds = list(case_files.files)
+    with ThreadPoolExecutor(max_workers=threads or min(len(kinds), _usable_cpus())) as pool:
+        # pool.map re-raises the first error in file order, whatever finished first
+        opened = dict(zip(kinds, pool.map(_open, case_files.files.values())))
+        source = _common_geometry(opened, case_files)
+        image = np.empty((4, *source.canonical_shape), dtype=np.float32)
+        reads = [
+            pool.submit(_read_modality, opened[kind][0], case_files.files[kind], source, image[channel])
+            for channel, kind in enumerate(case_files.modalities)
+        ]
+        if SEG in opened:
+            seg_img, seg_path = opened[SEG][0], case_files.files[SEG]
+            reads.append(pool.submit(_read_label, seg_img, seg_path, source, case_files.convention))
+        results = [read.result() for read in reads]
+    return BratsCase(
+        image=image,
+        modalities=case_files.modalities,
+        affine=source.canonical_affine,
+        case_id=case_files.case_id,
+        convention=case_files.convention,
+        files=case_files.files,
+        source=source,
+        label=results[4] if SEG in opened else None,
+    )
+
+
+def _usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _common_geometry(
+    opened: dict[str, tuple[nib.Nifti1Image, tuple[int, int, int]]], case_files: CaseFiles
+) -> SourceGeometry:
+    """Check that every file has the first modality's shape and affine; return that grid."""
+    ref_kind = case_files.modalities[0]
+    ref_img, ref_shape = opened[ref_kind]
+    ref_path = case_files.files[ref_kind]
+    for kind, (img, shape) in opened.items():
+        path = case_files.files[kind]
+        if shape != ref_shape:
+            raise BratsInputError(path, f"shape {shape} differs from {ref_path.name} shape {ref_shape}")
+        diff = float(np.abs(img.affine - ref_img.affine).max())
+        if not diff <= AFFINE_TOLERANCE_MM:
+            raise BratsInputError(
+                path,
+                f"affine differs from the affine of {ref_path.name} by {diff:.4g} mm "
+                f"(tolerance {AFFINE_TOLERANCE_MM} mm)",
+            )
+    return SourceGeometry(
+        affine=ref_img.affine.copy(),
+        shape=ref_shape,
+        header=ref_img.header.copy(),
+        ornt=io_orientation(ref_img.affine),
+    )
+
+
+def _open(path: Path) -> tuple[nib.Nifti1Image, tuple[int, int, int]]:
+    """Read a NIfTI file (a .nii.gz wholly decompressed in memory, its gzip CRC checked)
+    and check that it holds one 3D volume of plain numbers."""
+    try:
+        if path.name.endswith(".gz"):
+            img = _from_gzip(path)
+        else:
+            img = nib.load(path)
+    except BratsInputError:
+        raise
+    except _GZIP_ERRORS as exc:
+        raise BratsInputError(path, f"corrupt or truncated gzip file ({type(exc).__name__}: {exc})") from exc
+    except _READ_ERRORS as exc:
+        raise BratsInputError(path, f"not a readable NIfTI file ({type(exc).__name__}: {exc})") from exc
+    shape = img.shape
+    if any(size != 1 for size in shape[3:]):
+        raise BratsInputError(
+            path, f"is a {len(shape)}D volume (shape {shape}); expected one 3D volume per file"
+        )
+    if len(shape) < 3 or min(shape[:3]) < 2:
+        dims = sum(size > 1 for size in shape[:3])
+        raise BratsInputError(path, f"is a {dims}D image (shape {shape}); expected a 3D volume")
+    dtype = img.get_data_dtype()
+    if dtype.kind not in "biuf":
+        raise BratsInputError(path, f"has voxel type {dtype}; expected integer or float voxels")
+    return img, tuple(int(size) for size in shape[:3])
+
+
+def _from_gzip(path: Path) -> nib.Nifti1Image:
+    """A .nii.gz file decompressed in one call (releases the GIL; checks CRC and length,
+    which nibabel's partial stream reads never reach)."""
+    compressed = path.read_bytes()
+    if not compressed.startswith(_GZIP_MAGIC):
+        raise BratsInputError(path, "not gzip-compressed although its name ends in .gz: not a .nii.gz file")
+    data = gzip.decompress(compressed)
+    del compressed
+    sizeof_hdr = {int.from_bytes(data[:4], order) for order in ("little", "big")}
+    image_class = nib.Nifti2Image if nib.nifti2.Nifti2Header.sizeof_hdr in sizeof_hdr else nib.Nifti1Image
+    return image_class.from_bytes(data)
+
+
+def _read_raw(img: nib.Nifti1Image, path: Path, shape: tuple[int, int, int]) -> np.ndarray:
+    """Unscaled source-grid voxels (X, Y, Z) in the file's own dtype, read once."""
+    try:
+        raw = np.asarray(img.dataobj.get_unscaled())
+    except _READ_ERRORS as exc:
+        raise BratsInputError(
+            path, f"voxel data cannot be read: corrupt or truncated file ({type(exc).__name__}: {exc})"
+        ) from exc
+    return raw.reshape(shape)
+
+
+def _read_modality(img: nib.Nifti1Image, path: Path, source: SourceGeometry, out: np.ndarray) -> None:
+    """Fill ``out`` (canonical (X, Y, Z) float32) with the scaled voxels of one modality."""
+    np.copyto(out, source.to_canonical(_read_raw(img, path, source.shape)), casting="unsafe")
+    slope, inter = float(img.dataobj.slope), float(img.dataobj.inter)
+    if slope != 1.0:
+        out *= np.float32(slope)
+    if inter != 0.0:
+        out += np.float32(inter)
+    low, high = out.min(), out.max()  # NaN propagates through min/max
+    if not (np.isfinite(low) and np.isfinite(high)):
+        n_nan, n_inf = int(np.isnan(out).sum()), int(np.isinf(out).sum())
+        raise BratsInputError(path, f"has {n_nan} NaN and {n_inf} infinite voxels")
+    if low == high:
+        what = "all-zero (empty volume)" if low == 0 else f"constant (every voxel is {low:g})"
+        raise BratsInputError(path, f"is {what}")
+
+
+def _read_label(
+    img: nib.Nifti1Image, path: Path, source: SourceGeometry, convention: Convention
+) -> np.ndarray:
+    """Canonical uint8 (X, Y, Z) label map, values checked against ``convention``."""
+    values = _read_raw(img, path, source.shape)
+    slope, inter = float(img.dataobj.slope), float(img.dataobj.inter)
+    if slope != 1.0 or inter != 0.0:
+        values = values * slope + inter
+    if values.dtype.kind == "f":
+        if not np.isfinite(values).all():
+            raise BratsInputError(path, "has NaN or infinite values in a segmentation")
+        fractional = values != np.rint(values)
+        if fractional.any():
+            examples = ", ".join(f"{v:g}" for v in np.unique(values[fractional])[:5])
+            raise BratsInputError(
+                path, f"has non-integer label values ({examples}); a segmentation holds integers"
+            )
+    unknown = unknown_label_values(values, convention)
+    if unknown:
+        allowed = sorted(CONVENTIONS[convention].allowed)
+        shown = ", ".join(f"{v:g}" for v in unknown[:10])
+        problem = f"has label values {shown} unknown to the {convention} convention (allowed {allowed})"
+        for other in CONVENTIONS:
+            if other != convention and not unknown_label_values(values, other):
+                problem += f"; they fit the {other} convention, whose files are named <id>{SEPARATORS[other]}seg.nii.gz"
+        raise BratsInputError(path, problem)
+    return np.array(source.to_canonical(values), dtype=np.uint8, order="C")
+

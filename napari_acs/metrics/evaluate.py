@@ -1,0 +1,95 @@
+"""Evaluate a folder of predicted segmentations against reference segmentations."""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import os
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from napari_acs.io import BratsInputError, parse_name
+from napari_acs.io.case import AFFINE_TOLERANCE_MM
+from napari_acs.metrics.brats import brats_metrics
+
+METRICS = ("dice", "hd95", "sensitivity", "specificity", "volume_ml_pred", "volume_ml_ref")
+
+
+@dataclass
+class SegFile:
+    """A BraTS segmentation file with its case id and label convention."""
+
+    path: Path
+    case_id: str
+    convention: str
+
+
+def _seg_files(folder: Path) -> dict[str, SegFile]:
+    """Segmentation files under ``folder`` (any depth) by case id."""
+    found: dict[str, SegFile] = {}
+    for path in sorted(folder.rglob("*seg.nii*")):
+        name = parse_name(path.name)
+        if name is None or name.kind != "seg":
+            continue
+        if name.case_id in found:
+            raise BratsInputError(path, f"a second segmentation for case {name.case_id} "
+                                        f"(first: {found[name.case_id].path})")
+        found[name.case_id] = SegFile(path, name.case_id, name.convention)
+    return found
+
+
+def _read_labels(seg: SegFile) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        img = nib.load(seg.path)
+        return np.asarray(img.dataobj).astype(np.int16), img.affine
+    except Exception as exc:  # nibabel raises many types for unreadable files
+        raise BratsInputError(seg.path, f"cannot read segmentation: {exc}") from exc
+
+
+def evaluate_folders(pred_dir: str | os.PathLike, ref_dir: str | os.PathLike) -> list[dict]:
+    """One row per case and region: ``case_id``, ``region`` and the BraTS metrics.
+
+    Predictions and references are matched by case id and must share the grid
+    (shape and affine); each file's naming gives its label convention.
+    """
+    preds, refs = _seg_files(Path(pred_dir)), _seg_files(Path(ref_dir))
+    if not preds:
+        raise BratsInputError(Path(pred_dir), "no segmentation files (<id>_seg.nii.gz) found")
+    rows: list[dict] = []
+    for case_id, pred in preds.items():
+        if case_id not in refs:
+            raise BratsInputError(pred.path, f"no reference segmentation for case {case_id} in {ref_dir}")
+        ref = refs[case_id]
+        p, p_aff = _read_labels(pred)
+        r, r_aff = _read_labels(ref)
+        if p.shape != r.shape or not np.allclose(p_aff, r_aff, atol=AFFINE_TOLERANCE_MM):
+            raise BratsInputError(pred.path, f"grid differs from the reference {ref.path} "
+                                             f"(shape {p.shape} vs {r.shape})")
+        spacing = nib.affines.voxel_sizes(r_aff)
+        metrics = brats_metrics(p, r, spacing, convention=pred.convention, ref_convention=ref.convention)
+        rows.extend({"case_id": case_id, "region": k, **v} for k, v in metrics.items())
+    return rows
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Mean and median of each metric per region."""
+    out = []
+    for region in sorted({r["region"] for r in rows}, key=["WT", "TC", "ET"].index):
+        sel = [r for r in rows if r["region"] == region]
+        for stat, fn in (("mean", statistics.fmean), ("median", statistics.median)):
+            out.append({"case_id": stat, "region": region, **{m: fn(r[m] for r in sel) for m in METRICS}})
+    return out
+
+
+def metrics_csv(rows: list[dict]) -> str:
+    """CSV text of metric rows."""
+    buffer = _io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["case_id", "region", *METRICS])
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
+    return buffer.getvalue()

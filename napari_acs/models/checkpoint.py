@@ -1,0 +1,219 @@
+"""Safe model checkpoints: safetensors weights plus the metadata that rebuilds the model.
+
+A checkpoint is one ``.safetensors`` file: the model's ``state_dict`` tensors and,
+under the safetensors metadata key ``"napari_acs"``, a JSON object::
+
+    {"format_version": 1, "napari_acs_version": "...",
+     "create_model": {...keyword arguments that rebuild the architecture...},
+     "meta": {...label convention, normalisation, patch size, model card, training...}}
+
+Legacy ``.pth``/``.pt`` files (``{"state_dict": ..., "napari_acs": {...}}``) are read
+with ``torch.load(weights_only=True)`` only: loading never unpickles arbitrary objects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import Tensor, nn
+
+import napari_acs
+
+FORMAT_VERSION = 1
+METADATA_KEY = "napari_acs"
+LEGACY_SUFFIXES = (".pth", ".pt")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable, unsafe or cannot rebuild its model."""
+
+
+def _json(value: Any, what: str) -> str:
+    try:
+        return json.dumps(value, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{what} must be JSON-serialisable: {exc}") from exc
+
+
+def save_checkpoint(
+    model: nn.Module, path: str | Path, *, overwrite: bool = False, **meta: Any
+) -> Path:
+    """Write ``model``'s weights and rebuild recipe to a ``.safetensors`` file, atomically.
+
+    Args:
+        model: a module carrying ``create_kwargs`` (set by ``create_model``); a
+            (Distributed)DataParallel wrapper is unwrapped.
+        path: destination ending in ``.safetensors``; parent folders are created.
+        overwrite: replace an existing file (otherwise ``FileExistsError``).
+        **meta: JSON-serialisable free metadata (label_convention, normalisation,
+            patch_size, model_card, training...), returned as ``model.checkpoint_meta``.
+
+    Returns:
+        The path written. Shared or non-contiguous tensors are stored as copies.
+    """
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise CheckpointError(f"{path}: checkpoints are written as .safetensors files")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+        model = model.module
+    create_kwargs = getattr(model, "create_kwargs", None)
+    if not isinstance(create_kwargs, dict):
+        raise CheckpointError(
+            f"cannot save {type(model).__name__} to {path}: it has no create_kwargs dict "
+            "(build it with napari_acs.models.create_model, or set model.create_kwargs)"
+        )
+    header = {
+        "format_version": FORMAT_VERSION,
+        "napari_acs_version": napari_acs.__version__,
+        "create_model": create_kwargs,
+        "meta": meta,
+    }
+    metadata = {METADATA_KEY: _json(header, f"checkpoint metadata for {path}")}
+    tensors = {
+        key: value.detach().to("cpu", memory_format=torch.contiguous_format, copy=True)
+        for key, value in model.state_dict().items()
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _parse_header(header: Any, path: Path) -> dict:
+    """Validated ``{"format_version", "create_model", "meta", ...}`` object."""
+    if isinstance(header, str):
+        try:
+            header = json.loads(header)
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"{path}: napari-acs metadata is not valid JSON ({exc})") from exc
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: napari-acs metadata is not a JSON object")
+    version = header.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format_version {version!r} is not supported (this napari-acs "
+            f"{napari_acs.__version__} reads version {FORMAT_VERSION}); "
+            "a newer napari-acs may read it"
+        )
+    for key in ("create_model", "meta"):
+        if not isinstance(header.get(key), dict):
+            raise CheckpointError(f"{path}: napari-acs metadata has no {key!r} object")
+    return header
+
+
+def _no_metadata(path: Path) -> CheckpointError:
+    return CheckpointError(
+        f"{path}: no napari-acs metadata ({METADATA_KEY!r}), so the model cannot be rebuilt; "
+        "was it written by napari_acs.models.save_checkpoint? (a plain weight file can be "
+        "used as pretrained=<file> for create_model instead)"
+    )
+
+
+def _load_safetensors(path: Path) -> tuple[dict[str, Tensor], dict]:
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as fh:
+            header = (fh.metadata() or {}).get(METADATA_KEY)
+            if header is None:
+                raise _no_metadata(path)
+            state = {key: fh.get_tensor(key) for key in fh.keys()}
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
+    return state, _parse_header(header, path)
+
+
+def _load_legacy(path: Path) -> tuple[dict[str, Tensor], dict]:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        detail = str(exc).split("WeightsUnpickler error:", 1)[-1].strip().split("\n")[0]
+        raise CheckpointError(
+            f"{path}: refused by torch.load(weights_only=True) ({detail.split('. Please')[0]}): "
+            "the file is corrupt or holds Python objects other than tensors, which napari-acs "
+            "never unpickles because they could run code"
+        ) from exc
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable PyTorch file ({exc})") from exc
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a checkpoint dict")
+    if METADATA_KEY not in obj:
+        raise _no_metadata(path)
+    state = obj.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: 'state_dict' is missing or not a dict of tensors")
+    return dict(state), _parse_header(obj[METADATA_KEY], path)
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict]:
+    """Read a checkpoint without building a model.
+
+    Returns:
+        ``(state_dict, header)``: CPU tensors, and the parsed metadata object with
+        ``"format_version"``, ``"create_model"`` (rebuild kwargs) and ``"meta"``.
+
+    Raises:
+        CheckpointError: missing, corrupt or unsafe file, no or bad metadata,
+            unsupported ``format_version`` or file type.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    if path.suffix == ".safetensors":
+        return _load_safetensors(path)
+    if path.suffix in LEGACY_SUFFIXES:
+        return _load_legacy(path)
+    raise CheckpointError(f"{path}: unknown checkpoint type; expected .safetensors, .pth or .pt")
+
+
+def load_model(
+    path: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    build: Callable[..., nn.Module] | None = None,
+) -> nn.Module:
+    """Rebuild the model a checkpoint describes and load its weights (strict).
+
+    Args:
+        path: ``.safetensors`` checkpoint (or legacy ``.pth``/``.pt``).
+        device: where the model ends up.
+        build: called as ``build(**create_kwargs)``; default
+            ``napari_acs.models.factory.create_model``.
+
+    Returns:
+        The model in eval mode, with ``checkpoint_meta`` (the ``meta`` dict) and
+        ``create_kwargs`` attributes.
+    """
+    state, header = load_checkpoint(path)
+    if build is None:
+        from napari_acs.models.factory import create_model as build
+    create_kwargs = header["create_model"]
+    try:
+        model = build(**create_kwargs)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(
+            f"{path}: cannot rebuild the model from {create_kwargs}: {exc}"
+        ) from exc
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit the rebuilt model: {exc}") from exc
+    model.to(device).eval()
+    model.checkpoint_meta = header["meta"]
+    model.create_kwargs = create_kwargs
+    return model

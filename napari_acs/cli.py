@@ -16,10 +16,105 @@ class CLIError(Exception):
     """A failure to report in one line, without a traceback (exit code 1)."""
 
 
+class _ProgressBar:
+    """``progress(fraction, message)`` drawn as a tqdm bar on stderr (or silent)."""
+
+    def __init__(self, enabled: bool, desc: str) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=1000, desc=desc, disable=not enabled, leave=True,
+                         bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}")
+
+    def __call__(self, fraction: float, message: str) -> None:
+        self._bar.n = int(fraction * 1000)
+        self._bar.set_postfix_str(message, refresh=False)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _print_table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    for line in [header, ["-" * w for w in widths], *rows]:
+        print("  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip())
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from napari_acs.demo import run_demo
 
     return run_demo(headless=args.headless)
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from napari_acs.models.table import model_table
+
+    rows = model_table(args.pattern)
+    header = list(rows[0].keys()) if rows else ["preset"]
+    _print_table([[str(v) for v in r.values()] for r in rows], header)
+    return 0
+
+
+def _cmd_sample_cohort(args: argparse.Namespace) -> int:
+    from napari_acs.io.synthetic import make_cohort
+
+    bar = _ProgressBar(not args.no_progress, "sample cohort")
+    try:
+        paths = make_cohort(args.out, args.n, seed=args.seed, convention=args.convention,
+                            overwrite=args.overwrite, progress=bar)
+    except FileExistsError as exc:
+        raise CLIError(str(exc)) from exc
+    finally:
+        bar.close()
+    print(f"wrote {len(paths)} cases to {args.out}")
+    return 0
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
+    from napari_acs.inference.batch import segment_cases
+    from napari_acs.io import BratsInputError
+    from napari_acs.models.select import select_model
+
+    try:
+        selected = select_model(args.model, args.checkpoint, conv=args.conv)
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        raise CLIError(str(exc)) from exc
+    print(f"model: {selected.description}", file=sys.stderr)
+    bar = _ProgressBar(not args.no_progress, "segment")
+    try:
+        results = segment_cases(args.inputs, args.out, selected.model, device=args.device,
+                                tta=args.tta, overwrite=args.overwrite, progress=bar,
+                                run_info={"argv": sys.argv, "model_description": selected.description})
+    except (BratsInputError, FileExistsError) as exc:
+        raise CLIError(str(exc)) from exc
+    finally:
+        bar.close()
+    rows = [[r.case_id or str(r.source), *(f"{r.volumes_ml.get(k, float('nan')):.1f}" for k in ("WT", "TC", "ET")),
+             f"{r.seconds:.1f}", r.error or "ok"] for r in results]
+    _print_table(rows, ["case", "WT mL", "TC mL", "ET mL", "s", "status"])
+    failed = [r for r in results if r.error]
+    for r in failed:
+        print(f"failed: {r.source}: {r.error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from napari_acs.io import BratsInputError
+    from napari_acs.io.files import atomic_write_text
+    from napari_acs.metrics.evaluate import evaluate_folders, metrics_csv, summarise
+
+    try:
+        rows = evaluate_folders(args.pred_dir, args.ref_dir)
+        atomic_write_text(args.out, metrics_csv(rows + summarise(rows)), overwrite=args.overwrite)
+    except (BratsInputError, FileExistsError) as exc:
+        raise CLIError(str(exc)) from exc
+    summary = summarise(rows)
+    _print_table([[r["case_id"], r["region"], f"{r['dice']:.3f}", f"{r['hd95']:.2f}",
+                   f"{r['sensitivity']:.3f}", f"{r['volume_ml_pred']:.1f}", f"{r['volume_ml_ref']:.1f}"]
+                  for r in summary],
+                 ["stat", "region", "Dice", "HD95 mm", "sens", "pred mL", "ref mL"])
+    print(f"{len(rows) // 3} cases; per-case metrics in {args.out}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +137,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--headless", action="store_true", help="never open a window")
     demo.set_defaults(handler=_cmd_demo)
+
+    models = sub.add_parser("models", help="list model presets, parameters and weight sources")
+    models.add_argument("pattern", nargs="?", default="*", help="wildcard over preset names")
+    models.set_defaults(handler=_cmd_models)
+
+    segment = sub.add_parser("segment", help="segment BraTS cases into NIfTI label maps")
+    segment.add_argument("inputs", nargs="+", metavar="INPUT",
+                         help="a case folder, one of its files, or a folder of case folders")
+    segment.add_argument("--out", required=True, help="output folder (<case_id>_seg.nii.gz + volumes.csv)")
+    chosen = segment.add_mutually_exclusive_group()
+    chosen.add_argument("--model", help="preset name (untrained decoder!) instead of the demo model")
+    chosen.add_argument("--checkpoint", help="a napari-acs checkpoint (.safetensors)")
+    segment.add_argument("--conv", choices=("acs", "3d"), default="acs", help="with --model: ACS or native 3D")
+    segment.add_argument("--tta", action="store_true", help="mirror test-time augmentation (8x slower)")
+    segment.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N, mps")
+    segment.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    segment.add_argument("--no-progress", action="store_true", help="no progress bar")
+    segment.set_defaults(handler=_cmd_segment)
+
+    evaluate = sub.add_parser("evaluate", help="BraTS metrics of predicted vs reference segmentations")
+    evaluate.add_argument("pred_dir", help="folder with <case_id>_seg.nii.gz predictions")
+    evaluate.add_argument("ref_dir", help="folder (of case folders) with reference segmentations")
+    evaluate.add_argument("--out", required=True, help="CSV of per-case, per-region metrics")
+    evaluate.add_argument("--overwrite", action="store_true", help="replace an existing CSV")
+    evaluate.set_defaults(handler=_cmd_evaluate)
+
+    cohort = sub.add_parser("sample-cohort", help="generate a synthetic BraTS-like training cohort")
+    cohort.add_argument("out", help="output folder")
+    cohort.add_argument("--n", type=int, default=20, help="number of cases (default 20)")
+    cohort.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    cohort.add_argument("--convention", choices=("brats2021", "brats2023"), default="brats2021",
+                        help="file naming and label values")
+    cohort.add_argument("--overwrite", action="store_true", help="replace existing case folders")
+    cohort.add_argument("--no-progress", action="store_true", help="no progress bar")
+    cohort.set_defaults(handler=_cmd_sample_cohort)
     return parser
 
 

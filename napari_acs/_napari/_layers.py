@@ -51,7 +51,7 @@ def case_metadata(case: Any) -> dict:
     """What a layer keeps to write results back on the source grid."""
     return {
         METADATA_KEY: {
-            "case": case.without_image(),
+            "case": case,  # the layers are views of case.image: no extra memory
             "case_id": case.case_id,
             "affine": np.asarray(case.affine),
             "spacing": tuple(case.spacing),

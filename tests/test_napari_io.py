@@ -12,7 +12,7 @@ from napari_acs._napari._layers import from_display, to_display
 from napari_acs._napari._reader import napari_get_reader
 from napari_acs.io import load_case
 from napari_acs.io.labels import SUB_REGION_COLOURS
-from tests.nifti_cases import AFFINES, write_case
+from nifti_cases import AFFINES, write_case
 
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 

@@ -1,0 +1,116 @@
+"""Segment a cohort: many cases in, one ``<case_id>_seg.nii.gz`` each plus ``volumes.csv``.
+
+A bad case is reported and skipped; the others still run. Nothing existing is
+overwritten unless asked; every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch import nn
+
+from napari_acs.inference.predict import segment
+from napari_acs.io import BratsInputError, default_seg_name, find_cases, load_case, save_segmentation
+from napari_acs.io.files import atomic_write_text
+from napari_acs.metrics import volumes_ml
+from napari_acs.progress import CancelSignal, ProgressCallback, check_cancel, report
+
+VOLUMES_CSV = "volumes.csv"
+RUN_JSON = "run.json"
+
+
+@dataclass
+class CaseResult:
+    """Outcome of one case: the file written and region volumes (mL), or the error."""
+
+    source: Path
+    case_id: str | None = None
+    output: Path | None = None
+    volumes_ml: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    error: str | None = None
+
+
+def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """Case folders/files, or cohort folders of case folders -> one path per case."""
+    cases: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        cases.extend(find_cases(path) if path.is_dir() else [path])
+    return cases
+
+
+def segment_cases(
+    inputs: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    model: nn.Module,
+    *,
+    device: str = "auto",
+    tta: bool = False,
+    overwrite: bool = False,
+    run_info: dict | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelSignal = None,
+) -> list[CaseResult]:
+    """Segment every case of ``inputs`` into ``out_dir``; returns one result per case."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table = out / VOLUMES_CSV
+    if table.exists() and not overwrite:
+        raise FileExistsError(f"{table} exists; pass overwrite=True (--overwrite) to replace it")
+    paths = expand_inputs(inputs)
+    if not paths:
+        raise BratsInputError(Path(inputs[0]) if inputs else out, "no BraTS case found")
+    atomic_write_text(
+        out / RUN_JSON,
+        json.dumps({"inputs": [str(p) for p in paths], "device": device, "tta": tta,
+                    "model": getattr(model, "create_kwargs", None), **(run_info or {})}, indent=2),
+    )
+    results: list[CaseResult] = []
+    for index, path in enumerate(paths):
+        check_cancel(cancel, "segmentation")
+        result = CaseResult(source=path)
+        start = time.perf_counter()
+
+        def case_progress(fraction: float, message: str, index: int = index) -> None:
+            report(progress, (index + fraction) / len(paths), f"case {index + 1}/{len(paths)}: {message}")
+
+        try:
+            case = load_case(path)
+            result.case_id = case.case_id
+            target = out / default_seg_name(case)
+            if target.exists() and not overwrite:
+                raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
+            labels = segment(case, model, device=device, tta=tta, progress=case_progress, cancel=cancel)
+            result.output = save_segmentation(labels, case, target, overwrite=overwrite)
+            result.volumes_ml = volumes_ml(labels, case.spacing, case.convention)
+        except (BratsInputError, FileExistsError) as exc:
+            result.error = str(exc)
+        result.seconds = time.perf_counter() - start
+        results.append(result)
+    atomic_write_text(table, volumes_table(results))
+    report(progress, 1.0, f"{sum(r.error is None for r in results)}/{len(results)} cases segmented")
+    return results
+
+
+def volumes_table(results: Sequence[CaseResult]) -> str:
+    """CSV text: case_id, file, WT/TC/ET volumes in mL, seconds, error."""
+    buffer = _io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["case_id", "segmentation", "WT_ml", "TC_ml", "ET_ml", "seconds", "error"])
+    for r in results:
+        v = r.volumes_ml
+        writer.writerow([
+            r.case_id or r.source.name, r.output.name if r.output else "",
+            *(f"{v[k]:.3f}" if k in v else "" for k in ("WT", "TC", "ET")),
+            f"{r.seconds:.2f}", r.error or "",
+        ])
+    return buffer.getvalue()

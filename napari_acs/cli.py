@@ -172,6 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
     cohort.add_argument("--overwrite", action="store_true", help="replace existing case folders")
     cohort.add_argument("--no-progress", action="store_true", help="no progress bar")
     cohort.set_defaults(handler=_cmd_sample_cohort)
+
+    from napari_acs.training.cli import add_compare_parser, add_finetune_parser
+
+    add_finetune_parser(sub)
+    add_compare_parser(sub)
     return parser
 
 

@@ -1,0 +1,102 @@
+"""Validation: whole held-out cases through the inference engine (segmentation), and
+accuracy, balanced accuracy and ROC-AUC of held-out subjects (classification)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from monai.metrics import compute_roc_auc
+from torch import nn
+
+from napari_acs.inference.predict import predict_regions
+from napari_acs.io.labels import REGIONS, regions_to_labels
+from napari_acs.metrics import brats_metrics
+from napari_acs.progress import CancelSignal, check_cancel
+from napari_acs.training.cohort import ClassificationCase, SegmentationCase
+
+
+def segmentation_scores(
+    model: nn.Module,
+    cases: Sequence[SegmentationCase],
+    *,
+    device: torch.device,
+    amp: bool,
+    cancel: CancelSignal = None,
+) -> list[dict[str, float | str]]:
+    """Per case ``{"case_id", "WT", "TC", "ET"}`` Dice of the whole cached brain crop.
+
+    Predicted with :func:`napari_acs.inference.predict_regions` (sliding window,
+    ``roi_size="auto"``) as :func:`napari_acs.inference.segment` does, made consistent
+    into labels and scored with :func:`napari_acs.metrics.brats_metrics`.
+    """
+    scores = []
+    for case in cases:
+        probs = predict_regions(
+            case.image.astype(np.float32), model, device=device, amp=amp, cancel=cancel
+        )
+        pred = regions_to_labels(probs >= 0.5, case.convention)
+        metrics = brats_metrics(pred, case.labels, case.spacing, case.convention)
+        scores.append({"case_id": case.case_id, **{r: metrics[r]["dice"] for r in REGIONS}})
+    return scores
+
+
+def summarise_segmentation(scores: Sequence[dict]) -> dict[str, float]:
+    """History columns ``val_dice_WT/TC/ET`` (mean over cases) and ``val_dice_mean``."""
+    out = {f"val_dice_{r}": float(np.mean([s[r] for s in scores])) for r in REGIONS}
+    out["val_dice_mean"] = float(np.mean([out[f"val_dice_{r}"] for r in REGIONS]))
+    return out
+
+
+def classification_outputs(
+    model: nn.Module,
+    cases: Sequence[ClassificationCase],
+    *,
+    device: torch.device,
+    amp: bool,
+    batch_size: int,
+    cancel: CancelSignal = None,
+) -> list[dict[str, float | str]]:
+    """Per case ``{"case_id", "logit", "label"}`` of the held-out subjects."""
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(cases), batch_size):
+            check_cancel(cancel, "validation")
+            batch = cases[start : start + batch_size]
+            x = torch.from_numpy(np.stack([c.image for c in batch]).astype(np.float32)).to(device)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"):
+                logits = model(x).float()[:, 0].cpu()
+            out += [{"case_id": c.case_id, "logit": float(v), "label": c.label} for c, v in zip(batch, logits)]
+    return out
+
+
+def binary_metrics(probabilities: Sequence[float], labels: Sequence[int], threshold: float = 0.5) -> dict[str, float]:
+    """``accuracy``, ``balanced_accuracy`` (mean of sensitivity and specificity) and ``auc``.
+
+    A class absent from ``labels`` makes ``auc`` NaN and balanced accuracy the
+    accuracy of the class present.
+    """
+    p = np.asarray(probabilities, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    pred = p >= threshold
+    recalls = [float(np.mean(pred[y == c] == bool(c))) for c in (0, 1) if np.any(y == c)]
+    auc = math.nan
+    if len(recalls) == 2:
+        auc = float(compute_roc_auc(torch.from_numpy(p), torch.from_numpy(y)))
+    return {
+        "accuracy": float(np.mean(pred == y.astype(bool))),
+        "balanced_accuracy": float(np.mean(recalls)),
+        "auc": auc,
+    }
+
+
+def summarise_classification(outputs: Sequence[dict]) -> dict[str, float]:
+    """History columns ``val_loss`` (BCE), ``val_accuracy``, ``val_balanced_accuracy``, ``val_auc``."""
+    logits = torch.tensor([o["logit"] for o in outputs], dtype=torch.float64)
+    labels = torch.tensor([float(o["label"]) for o in outputs], dtype=torch.float64)
+    loss = float(nn.functional.binary_cross_entropy_with_logits(logits, labels))
+    metrics = binary_metrics(torch.sigmoid(logits).tolist(), labels.int().tolist())
+    return {"val_loss": loss, **{f"val_{k}": v for k, v in metrics.items()}}

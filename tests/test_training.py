@@ -1,0 +1,338 @@
+"""Fine-tuning backend: CSV matching, split, augmentation, sampling, and real (tiny) training runs.
+
+Runs use a generated cohort of 48 x 48 x 40 cases, 32^3 patches and the
+tf_efficientnet_lite0 preset with its offline ImageNet weights; one torch thread
+(much faster than two on a shared, loaded CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from napari_acs.io.synthetic import make_cohort
+from napari_acs.models.checkpoint import load_checkpoint, load_model
+from napari_acs.training import (
+    FinetuneConfig,
+    LabelsCSVError,
+    compare,
+    finetune,
+    match_labels,
+    read_history,
+    read_mgmt_csv,
+    subject_number,
+)
+from napari_acs.training.augment import Augmentation, augment
+from napari_acs.training.cli import add_compare_parser, add_finetune_parser, config_from_args
+from napari_acs.training.cohort import SegmentationCase, split_subjects
+from napari_acs.training.datasets import SegmentationPatches
+from napari_acs.training.evaluation import binary_metrics
+from napari_acs.training.plots import nice_ticks
+
+SMALL = {"model": "tf_efficientnet_lite0", "patch_size": 32, "batch_size": 2}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory) -> Path:
+    """Six synthetic BraTS 2021 cases of 48 x 48 x 40 voxels, with train_labels.csv."""
+    root = tmp_path_factory.mktemp("cohort")
+    make_cohort(root, 6, seed=0, shape=(48, 48, 40), workers=1)
+    return root
+
+
+# --------------------------------------------------------------------------- labels CSV
+
+
+def test_subject_numbers_ignore_zero_padding():
+    assert subject_number("BraTS2021_00012") == 12
+    assert subject_number("00012") == 12
+    assert subject_number("12") == 12
+    assert subject_number("BraTS-GLI-00012-000") == 12
+    assert subject_number("patient_a") is None
+
+
+def test_csv_matches_padded_and_unpadded_ids_and_reports_the_rest(tmp_path):
+    csv_path = tmp_path / "train_labels.csv"
+    csv_path.write_text("BraTS21ID,MGMT_value\n12,1\n00013,0\n00014,1\n999,0\n")
+    labels = read_mgmt_csv(csv_path)
+    assert labels == {"12": 1, "00013": 0, "00014": 1, "999": 0}
+    cases = ["BraTS2021_00012", "BraTS2021_00013", "case_x", "BraTS2021_00077"]
+    folders = ["a", "b", "00014", "c"]  # case_x sits in RSNA-style folder 00014
+    matched = match_labels(labels, cases, folders)
+    assert matched.labels == {"BraTS2021_00012": 1, "BraTS2021_00013": 0, "case_x": 1}
+    assert matched.rows_without_case == ["999"]
+    assert matched.cases_without_row == ["BraTS2021_00077"]
+    lines = matched.warnings(csv_path)
+    assert "1 rows of train_labels.csv without a case in the cohort: 999" in lines[0]
+    assert "BraTS2021_00077" in lines[1]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("ID,MGMT\n1,0\n", "no column BraTS21ID or MGMT_value"),
+        ("BraTS21ID,MGMT_value\n1,2\n", "line 2: MGMT_value of 1 is '2'; expected 0 or 1"),
+        ("BraTS21ID,MGMT_value\n12,1\n00012,0\n", "line 3: subject 00012 is listed twice (also as 12)"),
+    ],
+)
+def test_bad_labels_csv_names_file_and_problem(tmp_path, text, problem):
+    path = tmp_path / "labels.csv"
+    path.write_text(text)
+    with pytest.raises(LabelsCSVError, match=str(path)) as info:
+        read_mgmt_csv(path)
+    assert problem in str(info.value)
+
+
+# --------------------------------------------------------------------------- split, config, CLI
+
+
+def test_split_is_deterministic_by_subject_and_stratified():
+    ids = [f"BraTS2021_{i:05d}" for i in range(20)]
+    labels = [1] * 4 + [0] * 16
+    train, val = split_subjects(ids, 0.25, seed=3, strata=labels)
+    assert (train, val) == split_subjects(list(reversed(ids)), 0.25, seed=3, strata=list(reversed(labels)))
+    assert len(val) == 5 and not set(train) & set(val) and sorted(train + val) == ids
+    assert sum(labels[ids.index(i)] for i in val) == 1  # 25 % of the 4 positives
+    assert split_subjects(ids, 0.25, seed=4, strata=labels)[1] != val
+    assert split_subjects(ids, 0.0, seed=3) == (ids, [])
+
+
+def test_config_rejects_bad_values_by_name(tmp_path):
+    with pytest.raises(ValueError, match=r"invalid lr=-1\.0, val_fraction=1\.5"):
+        FinetuneConfig(tmp_path, tmp_path, lr=-1.0, val_fraction=1.5)
+    with pytest.raises(ValueError, match="patch_size must be one or three multiples of 32"):
+        FinetuneConfig(tmp_path, tmp_path, patch_size=48)
+    with pytest.raises(ValueError, match="BatchNorm cannot train"):
+        FinetuneConfig(tmp_path, tmp_path, patch_size=32, batch_size=1)
+    config = FinetuneConfig(tmp_path, tmp_path / "out", patch_size=(64, 64, 32), pretrained="w.safetensors")
+    assert FinetuneConfig.from_dict(config.to_dict()) == config
+
+
+def test_cli_parsers_build_the_config(tmp_path):
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    finetune_parser = add_finetune_parser(sub)
+    compare_parser = add_compare_parser(sub)
+    for p in (finetune_parser, compare_parser):
+        assert all(action.help for action in p._actions), "every flag has help"
+    args = parser.parse_args(["finetune", str(tmp_path), "--out", str(tmp_path / "o"), "--conv", "3d",
+                              "--pretrained", "none", "--patch-size", "64", "--epochs", "3", "--no-amp", "--resume"])
+    config = config_from_args(args)
+    assert (config.conv, config.pretrained, config.patch_size, config.epochs) == ("3d", False, (64, 64, 64), 3)
+    assert (config.amp, config.resume, config.augment) == (False, True, True)
+    assert args.handler.__name__ == "run_finetune"
+    args = parser.parse_args(["compare", str(tmp_path), "--out", "o", "--task", "classification"])
+    assert config_from_args(args).task == "classification" and args.handler.__name__ == "run_compare"
+
+
+# --------------------------------------------------------------------------- augmentation and sampling
+
+
+def test_augmentation_moves_image_and_target_together_and_is_seeded():
+    mask = torch.zeros(1, 32, 32, 32)
+    mask[0, 4:14, 10:26, 6:20] = 1.0
+    image = torch.cat([mask, torch.randn(3, 32, 32, 32) * 0.1])
+    aug = Augmentation(affine_prob=1.0, rotate_degrees=15.0, scale=0.15)
+    moved, target = augment(image, mask.clone(), torch.Generator().manual_seed(5), aug)
+    assert not torch.equal(target, mask)  # it did move
+    assert ((moved[0] > 0.5) == target[0].bool()).float().mean() > 0.98
+    again, _ = augment(image, mask.clone(), torch.Generator().manual_seed(5), aug)
+    assert torch.equal(moved, again)
+
+
+def _case_with_tumour(size: int = 64) -> SegmentationCase:
+    labels = np.zeros((size, size, size), dtype=np.uint8)
+    labels[50:54, 50:54, 50:54] = 2
+    image = np.zeros((4, size, size, size), dtype=np.float16)
+    return SegmentationCase("c", image, labels, "brats2021", (1.0, 1.0, 1.0), np.argwhere(labels > 0).astype(np.int32))
+
+
+def test_patches_oversample_tumour_and_are_a_function_of_epoch_and_index():
+    case = _case_with_tumour()
+
+    def tumour_share(fraction: float) -> float:
+        data = SegmentationPatches([case], (16, 16, 16), 40, seed=0, foreground_fraction=fraction, augmentation=None)
+        return float(np.mean([data[i][1][0].any().item() for i in range(len(data))]))
+
+    assert tumour_share(1.0) == 1.0
+    assert tumour_share(0.0) < 0.3
+    data = SegmentationPatches([case], (16, 16, 16), 8, seed=0, foreground_fraction=0.5, augmentation=Augmentation())
+    first = data[3]
+    assert first[0].shape == (4, 16, 16, 16) and first[1].shape == (3, 16, 16, 16)
+    assert torch.equal(data[3][1], first[1])
+    batches = [torch.cat([x for x, _ in DataLoader(data, batch_size=2, num_workers=n)]) for n in (0, 2)]
+    assert torch.equal(*batches)  # the same samples whatever the number of worker processes
+    data.set_epoch(1)
+    assert not torch.equal(torch.stack([data[i][0] for i in range(8)]), batches[0])
+
+
+def test_binary_metrics():
+    assert binary_metrics([0.1, 0.4, 0.6, 0.9], [0, 0, 1, 1]) == {"accuracy": 1.0, "balanced_accuracy": 1.0, "auc": 1.0}
+    swapped = binary_metrics([0.9, 0.6, 0.4, 0.1], [0, 0, 1, 1])
+    assert swapped["auc"] == 0.0 and swapped["accuracy"] == 0.0
+    imbalanced = binary_metrics([0.9, 0.9, 0.9, 0.1], [1, 1, 1, 0])  # all correct
+    assert imbalanced["balanced_accuracy"] == 1.0
+    one_class = binary_metrics([0.2, 0.7], [1, 1])
+    assert math.isnan(one_class["auc"]) and one_class["balanced_accuracy"] == 0.5
+
+
+def test_nice_ticks_cover_the_range():
+    assert nice_ticks(0.03, 0.97) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    assert nice_ticks(1, 10)[0] <= 1 and nice_ticks(1, 10)[-1] >= 10
+
+
+# --------------------------------------------------------------------------- training runs
+
+
+def test_segmentation_finetune_learns_and_writes_a_usable_checkpoint(cohort, tmp_path):
+    events = []
+    config = FinetuneConfig(cohort, tmp_path / "run", **SMALL, epochs=5, steps_per_epoch=4, lr=3e-3,
+                            schedule="constant", val_fraction=0.34)
+    result = finetune(config, on_event=events.append)
+    history = result.history
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4, 5]
+    assert history[-1]["train_loss"] < history[0]["train_loss"] - 0.1
+    assert history[-1]["val_dice_WT"] > history[0]["val_dice_WT"] + 0.1
+    assert len(result.val_ids) == 2 and not set(result.val_ids) & set(result.train_ids)
+    # live events: start, one per step, one per epoch, end
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "end"
+    assert kinds.count("step") == 20 and kinds.count("epoch") == 5
+    assert [e["val_dice_mean"] for e in events if e["event"] == "epoch"] == [r["val_dice_mean"] for r in history]
+    # on disk: history.csv, best and last checkpoints for the Segment widget
+    on_disk = read_history(tmp_path / "run" / "history.csv")
+    assert [row["epoch"] for row in on_disk] == [1, 2, 3, 4, 5]
+    assert on_disk[-1]["train_loss"] == pytest.approx(history[-1]["train_loss"], rel=1e-5)
+    best_epoch = max(history, key=lambda r: r["val_dice_mean"])["epoch"]
+    model = load_model(result.best_checkpoint)
+    meta = model.checkpoint_meta
+    assert meta["task"] == "segmentation" and meta["label_convention"] == "brats2021"
+    assert meta["normalisation"] == "zscore_brain" and meta["patch_size"] == [32, 32, 32]
+    assert meta["training"]["epochs_completed"] == best_epoch
+    assert meta["metrics"]["val_dice_mean"] == pytest.approx(max(r["val_dice_mean"] for r in history))
+    with torch.no_grad():
+        assert model(torch.zeros(1, 4, 32, 32, 32)).shape == (1, 3, 32, 32, 32)
+
+
+def test_classification_finetune_reports_unmatched_and_computes_metrics(cohort, tmp_path):
+    csv_path = tmp_path / "labels.csv"  # ids without zero padding; case 5 has no row; 777 has no case
+    csv_path.write_text("BraTS21ID,MGMT_value\n0,1\n1,0\n2,1\n3,0\n4,1\n777,1\n")
+    events = []
+    config = FinetuneConfig(cohort, tmp_path / "run", task="classification", labels_csv=csv_path, **SMALL,
+                            epochs=2, val_fraction=0.4)
+    result = finetune(config, on_event=events.append)
+    assert any("777" in w for w in result.warnings) and any("BraTS2021_00005" in w for w in result.warnings)
+    assert [e["message"] for e in events if e["event"] == "warning"] == result.warnings
+    assert sorted(result.train_ids + result.val_ids) == [f"BraTS2021_{i:05d}" for i in range(5)]
+    assert len(result.val_ids) == 2  # one of each class (stratified)
+    row = result.history[-1]
+    assert row["steps"] == 2  # one pass over 3 training subjects, batch 2
+    for key in ("val_loss", "val_accuracy", "val_balanced_accuracy", "val_auc"):
+        assert 0.0 <= row[key] < math.inf
+    assert row["val_accuracy"] in (0.0, 0.5, 1.0)
+    model = load_model(result.last_checkpoint)
+    assert model.checkpoint_meta["positive_class"].startswith("MGMT promoter methylated")
+    with torch.no_grad():
+        assert model(torch.zeros(1, 4, 32, 32, 32)).shape == (1, 1)
+
+
+def test_classification_without_labels_csv_names_the_missing_file(cohort, tmp_path):
+    missing = tmp_path / "no_such.csv"
+    config = FinetuneConfig(cohort, tmp_path / "run", task="classification", labels_csv=missing, **SMALL)
+    with pytest.raises(LabelsCSVError, match=f"{missing}: labels CSV not found"):
+        finetune(config)
+
+
+def test_cancel_saves_the_model_and_resume_reproduces_an_uninterrupted_run(cohort, tmp_path):
+    common = dict(**SMALL, epochs=3, steps_per_epoch=2, val_fraction=0.2)
+    straight = finetune(FinetuneConfig(cohort, tmp_path / "straight", **common))
+
+    stop = threading.Event()
+    stop_set_at = []
+
+    def on_event(event):
+        if event["event"] == "epoch" and event["epoch"] == 2:
+            stop.set()
+            stop_set_at.append(time.perf_counter())
+
+    config = FinetuneConfig(cohort, tmp_path / "run", **common)
+    first = finetune(config, cancel=stop, on_event=on_event)
+    assert first.cancelled and first.epochs_completed == 2
+    assert time.perf_counter() - stop_set_at[0] < 10
+    cancelled = load_model(first.last_checkpoint)  # a usable model, saved when cancelled
+    assert cancelled.checkpoint_meta["training"]["cancelled_during_epoch"] == 3
+    _, header = load_checkpoint(tmp_path / "run" / "best.safetensors")
+    assert header["meta"]["training"]["epochs_completed"] in (1, 2)
+
+    with pytest.raises(FileExistsError, match="resume=True"):
+        finetune(config)
+    changed = FinetuneConfig(cohort, tmp_path / "run", **{**common, "lr": 0.1}, resume=True)
+    with pytest.raises(ValueError, match="lr: 0.001 -> 0.1"):
+        finetune(changed)
+
+    events = []
+    resumed = finetune(FinetuneConfig(cohort, tmp_path / "run", **common, resume=True), on_event=events.append)
+    assert events[0]["start_epoch"] == 3
+    assert [e["epoch"] for e in events if e["event"] == "epoch"] == [3]
+    assert not resumed.cancelled and resumed.epochs_completed == 3
+    for mine, reference in zip(resumed.history, straight.history):
+        for key in ("epoch", "train_loss", "lr", "val_dice_WT", "val_dice_TC", "val_dice_ET"):
+            assert mine[key] == pytest.approx(reference[key], rel=1e-6, abs=1e-7), key
+    final, reference = resumed.model.state_dict(), straight.model.state_dict()
+    assert all(torch.allclose(final[k].float(), reference[k].float(), atol=1e-6) for k in reference)
+
+
+def test_compare_command_writes_table_and_learning_curves(cohort, tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    add_compare_parser(parser.add_subparsers())
+    out = tmp_path / "cmp"
+    argv = ["compare", str(cohort), "--out", str(out), "--patch-size", "32", "--batch-size", "2", "--epochs", "2",
+            "--steps-per-epoch", "2", "--val-fraction", "0.2", "--no-progress"]
+    args = parser.parse_args(argv)
+    assert args.handler(args) == 0
+    printed = capsys.readouterr().out
+    assert "| acs_imagenet | acs | ImageNet |" in printed and "| 3d_scratch | 3d | scratch |" in printed
+    with open(out / "compare.csv", newline="") as stream:
+        acs, native = list(csv.DictReader(stream))
+    assert (acs["variant"], native["variant"]) == ("acs_imagenet", "3d_scratch")
+    assert float(acs["parameters_M"]) < float(native["parameters_M"])
+    assert 0 < float(acs["gflops_per_patch"]) < float(native["gflops_per_patch"])
+    assert float(acs["seconds_per_step"]) > 0 and native["epochs"] == "2"
+    assert acs["best_metric"] == "val_dice_mean" and 0 <= float(acs["best_value"]) <= 1
+    assert (out / "compare.md").read_text() in printed
+    for name in ("curves_train_loss.png", "curves_val_dice_mean.png"):
+        pixels = np.asarray(Image.open(out / name).convert("RGB"))
+        for colour in ((0, 114, 178), (213, 94, 0)):  # both curves are drawn
+            assert (pixels == colour).all(axis=-1).sum() > 20
+    assert load_model(out / "3d_scratch" / "best.safetensors").create_kwargs["conv"] == "3d"
+    with pytest.raises(FileExistsError, match="compare.md exists"):
+        compare(config_from_args(args))
+
+
+@pytest.mark.gpu
+def test_cuda_mixed_precision_run_saves_its_gradient_scaler(cohort, tmp_path):
+    common = dict(**SMALL, epochs=2, steps_per_epoch=2, val_fraction=0.2, device="cuda", amp=True)
+    first = finetune(FinetuneConfig(cohort, tmp_path / "run", **common))
+    assert all(math.isfinite(row["train_loss"]) and row["peak_memory_mib"] > 0 for row in first.history)
+    state = torch.load(tmp_path / "run" / "training_state.pt", weights_only=True)
+    assert state["scaler"]["scale"] > 0  # the float16 gradient scaler is saved for resuming
+    assert next(first.model.parameters()).is_cuda
+    assert load_model(first.best_checkpoint).checkpoint_meta["training"]["config"]["amp"] is True

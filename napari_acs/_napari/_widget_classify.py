@@ -1,0 +1,192 @@
+"""Classify MGMT: probability and label of MGMT promoter methylation for the current case."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_acs._napari._current import current_case
+from napari_acs._napari._model_choice import ModelChoice, ModelSpec
+from napari_acs._napari._ui import MessageLabel, error_text
+from napari_acs._napari._workers import TaskRunner, cancel_inside_forward
+
+if TYPE_CHECKING:
+    import napari
+
+THRESHOLD = 0.5
+POSITIVE, NEGATIVE = "methylated", "unmethylated"
+DISCLAIMER = "Research use only, not for diagnosis."
+
+
+@dataclass
+class MGMTResult:
+    """``probability`` (0-1) that the MGMT promoter is methylated, and the thresholded ``label``."""
+
+    case_id: str
+    probability: float
+    label: str
+    model: str
+    seconds: float
+
+
+def mgmt_probability(case: Any, model: Any, *, device: str, cancel: Any) -> float:
+    """Sigmoid of a classification model on the case, prepared as in training (worker thread).
+
+    Input: ``napari_acs.training.cohort.classification_input`` at the checkpoint's
+    ``input_size`` (brain crop, z-score, cube, resize), float32 ``(1, 4, *size)``.
+    """
+    import torch
+
+    from napari_acs.inference import resolve_device
+    from napari_acs.inference.predict import model_patch_size
+    from napari_acs.training.cohort import classification_input
+
+    meta = getattr(model, "checkpoint_meta", None) or {}
+    size = meta.get("input_size") or model_patch_size(model)
+    x = torch.from_numpy(classification_input(case.image, size))[None]
+    dev = resolve_device(device)
+    model.to(dev).eval()
+    with torch.inference_mode(), cancel_inside_forward(model, cancel, "classification"):
+        logit = model(x.to(dev)).float()[0, 0]
+    return float(torch.sigmoid(logit))
+
+
+def run_classification(case: Any, spec: ModelSpec, *, device: str, progress: Any, cancel: Any) -> MGMTResult:
+    """Worker job: load the classification checkpoint and classify the case."""
+    start = time.perf_counter()
+    progress(0.1, "loading the model")
+    selected = spec.select()
+    task = getattr(selected.model, "create_kwargs", {}).get("task")
+    if task != "classification":
+        raise ValueError(f"{spec.checkpoint}: a {task} model; Classify MGMT needs a classification checkpoint")
+    progress(0.4, "classifying")
+    p = mgmt_probability(case, selected.model, device=device, cancel=cancel)
+    return MGMTResult(case.case_id, p, POSITIVE if p >= THRESHOLD else NEGATIVE, selected.description,
+                      time.perf_counter() - start)
+
+
+class ClassifyWidget(QWidget):
+    """Dock widget: MGMT methylation probability of the current case from a classification checkpoint."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.result: MGMTResult | None = None
+        self.case_label = QLabel()
+        self.choice = ModelChoice("classification", presets=False)
+        self.device = QComboBox()
+        for text, value in (("Auto (GPU if available)", "auto"), ("CPU", "cpu"), ("CUDA GPU", "cuda")):
+            self.device.addItem(text, value)
+        self.run_button = QPushButton("Classify")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setFormat("idle")
+        self.message = MessageLabel()
+        self.answer = QLabel("–")
+        self.answer.setWordWrap(True)
+        self.answer.setStyleSheet("font-size: 15px;")
+        self.probability = QProgressBar()
+        self.probability.setRange(0, 1000)
+        self.probability.setFormat("P(methylated) –")
+
+        model_box = QGroupBox("Classification model")
+        QVBoxLayout(model_box).addWidget(self.choice)
+        options = QFormLayout()
+        options.addRow("Device", self.device)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        result_box = QGroupBox("MGMT promoter")
+        result_layout = QVBoxLayout(result_box)
+        result_layout.addWidget(self.answer)
+        result_layout.addWidget(self.probability)
+        note = QLabel(f"Label at p ≥ {THRESHOLD}. {DISCLAIMER}")
+        note.setWordWrap(True)
+        result_layout.addWidget(note)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.case_label)
+        layout.addWidget(model_box)
+        layout.addLayout(options)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.message)
+        layout.addWidget(result_box)
+        layout.addStretch(1)
+        self.setMinimumWidth(380)
+
+        self.run_button.clicked.connect(lambda: self.run())
+        self.cancel_button.clicked.connect(self.cancel)
+        self.runner = TaskRunner(self)
+        self.runner.progressed.connect(self._show_progress)
+        self.runner.succeeded.connect(self._show_result)
+        self.runner.failed.connect(lambda exc: self.message.show_message(error_text(exc), "error"))
+        self.runner.cancelled.connect(lambda: self.message.show_message("Cancelled.", "warning"))
+        self.runner.stopped.connect(self._idle)
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed,
+                      self.viewer.layers.selection.events.active):
+            event.connect(self._update_case)
+        self._update_case()
+
+    def _update_case(self, event: Any = None) -> None:
+        case = current_case(self.viewer)
+        self.case_label.setText("<b>No case open.</b>" if case is None else f"<b>Case {case.case_id}</b>")
+
+    def run(self) -> None:
+        """Classify the current case in a worker (what the Classify button does)."""
+        if self.runner.busy:
+            return
+        if not self.choice.ready():
+            self.choice.backend.wait()
+        case = current_case(self.viewer)
+        if case is None:
+            self.message.show_message("Open a BraTS case first (Load BraTS case widget, or File ▸ Open).", "warning")
+            return
+        spec = self.choice.spec()
+        if spec.checkpoint is None:
+            self.message.show_message("Choose a classification checkpoint (.safetensors) first.", "warning")
+            return
+        device = self.device.currentData()
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.message.show_message(f"Classifying {case.case_id}…")
+        self.runner.start(lambda progress, cancel: run_classification(
+            case, spec, device=device, progress=progress, cancel=cancel))
+
+    def cancel(self) -> None:
+        if self.runner.busy:
+            self.runner.cancel()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.runner.wait(timeout)
+
+    def _show_progress(self, fraction: float, message: str) -> None:
+        self.progress.setValue(int(fraction * 1000))
+        self.progress.setFormat(f"{message} (%p%)")
+
+    def _idle(self) -> None:
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.progress.setFormat("idle" if self.result is None else "done")
+
+    def _show_result(self, result: MGMTResult) -> None:
+        self.result = result
+        self.progress.setValue(1000)
+        self.answer.setText(f"<b>{result.case_id}: {result.label}</b> (probability {result.probability:.2f})")
+        self.probability.setValue(int(result.probability * 1000))
+        self.probability.setFormat(f"P(methylated) = {result.probability:.2f}")
+        self.message.show_message(f"Classified in {result.seconds:.1f} s with {result.model}.", "success")

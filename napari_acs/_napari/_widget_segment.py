@@ -1,0 +1,335 @@
+"""Segment: model choice, device, TTA, Run/Cancel with progress; labels, legend, volumes, metrics, Save.
+
+The work (model building, sliding-window inference, volumes, Dice/HD95) runs in a
+thread worker; the GUI thread only adds or updates the result layer. See
+:mod:`napari_acs._napari._current` for which case is segmented.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_acs._napari._current import canonical_labels, current_case, layer_case, prediction_name, reference_layer
+from napari_acs._napari._layers import labels_layer_kwargs, to_display
+from napari_acs._napari._model_choice import ModelChoice, ModelSpec
+from napari_acs._napari._results import RegionLegend, ResultsTable
+from napari_acs._napari._ui import MessageLabel, error_text
+from napari_acs._napari._workers import TaskRunner, cancel_inside_forward
+
+if TYPE_CHECKING:
+    import napari
+
+DEVICES = (("Auto (GPU if available)", "auto"), ("CPU", "cpu"), ("CUDA GPU", "cuda"))
+NIFTI_FILTER = "NIfTI (*.nii.gz *.nii)"
+#: Quiet time after a label edit before volumes and metrics are measured again (ms).
+EDIT_DEBOUNCE_MS = 400
+#: The last model built, kept while the spec is unchanged (building one takes seconds); shared by
+#: the Segment widgets of this process, which run one job at a time.
+_MODEL_CACHE: dict = {}
+
+
+@dataclass
+class SegmentationResult:
+    """One run: canonical uint8 ``labels`` (X, Y, Z), region volumes (mL), metrics vs the reference."""
+
+    case: Any
+    labels: np.ndarray
+    volumes_ml: dict[str, float]
+    metrics: dict[str, dict[str, float]] | None
+    model: str
+    trained: bool
+    device: str
+    seconds: float
+
+
+def measure(case: Any, labels: np.ndarray, reference: np.ndarray | None) -> tuple[dict, dict | None]:
+    """Region volumes (mL) and, with a reference, BraTS metrics (Dice, HD95 mm...)."""
+    from napari_acs.metrics import brats_metrics, volumes_ml
+
+    volumes = volumes_ml(labels, case.spacing, case.convention)
+    metrics = None if reference is None else brats_metrics(labels, reference, case.spacing, case.convention)
+    return volumes, metrics
+
+
+def run_segmentation(
+    case: Any, spec: ModelSpec, *, device: str, tta: bool, reference: np.ndarray | None,
+    cache: dict, progress: Any, cancel: Any,
+) -> SegmentationResult:
+    """Worker job: build (or reuse) the model, segment the case, measure the result."""
+    from napari_acs.inference import resolve_device, segment
+    from napari_acs.progress import check_cancel
+
+    start = time.perf_counter()
+    key = spec.cache_key()
+    if key not in cache:
+        progress(0.0, "building the model")
+        cache.clear()
+        cache[key] = spec.select()
+    selected = cache[key]
+    check_cancel(cancel, "segmentation")
+    resolved = str(resolve_device(device))
+    with cancel_inside_forward(selected.model, cancel, "segmentation"):
+        labels = segment(case, selected.model, device=resolved, tta=tta, progress=progress, cancel=cancel)
+    progress(1.0, "measuring volumes" + (" and metrics" if reference is not None else ""))
+    volumes, metrics = measure(case, labels, reference)
+    return SegmentationResult(case, labels, volumes, metrics, selected.description, selected.trained,
+                              resolved, time.perf_counter() - start)
+
+
+class SegmentWidget(QWidget):
+    """Dock widget: segment the current case (see :func:`~napari_acs._napari._current.current_case`)."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.result: SegmentationResult | None = None
+        self._table_case: Any | None = None  # the case the table describes
+
+        self.case_label = QLabel()
+        self.case_label.setWordWrap(True)
+        self.choice = ModelChoice("segmentation")
+        self.choice.backend.succeeded.connect(self._backend_ready)
+        self.device = QComboBox()
+        for text, value in DEVICES:
+            self.device.addItem(text, value)
+        self.tta = QCheckBox("Test-time augmentation (8 flips, 8× slower)")
+        self.run_button = QPushButton("Run")
+        self.run_button.setEnabled(False)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setFormat("idle")
+        self.message = MessageLabel()
+        self.legend = RegionLegend()
+        self.table = ResultsTable()
+        self.save_button = QPushButton("Save segmentation…")
+        self.save_button.setToolTip("NIfTI on the source scan's grid, affine and orientation")
+        self.save_button.setEnabled(False)
+
+        model_box = QGroupBox("Model")
+        QVBoxLayout(model_box).addWidget(self.choice)
+        options = QFormLayout()
+        options.addRow("Device", self.device)
+        options.addRow(self.tta)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        result_box = QGroupBox("Result")
+        result_layout = QVBoxLayout(result_box)
+        result_layout.addWidget(self.legend)
+        result_layout.addWidget(self.table)
+        result_layout.addWidget(self.save_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.case_label)
+        layout.addWidget(model_box)
+        layout.addLayout(options)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.message)
+        layout.addWidget(result_box)
+        layout.addStretch(1)
+        self.setMinimumWidth(400)
+
+        self.run_button.clicked.connect(lambda: self.run())
+        self.cancel_button.clicked.connect(self.cancel)
+        self.save_button.clicked.connect(self._save_dialog)
+        self.runner = TaskRunner(self)
+        self.runner.progressed.connect(self._show_progress)
+        self.runner.succeeded.connect(self._show_result)
+        self.runner.failed.connect(self._failed)
+        self.runner.cancelled.connect(self._cancelled)
+        self.runner.stopped.connect(self._idle)
+        self._measurer = TaskRunner(self)
+        self._measurer.succeeded.connect(self._show_measures)
+        self._edits = QTimer(self)
+        self._edits.setSingleShot(True)
+        self._edits.setInterval(EDIT_DEBOUNCE_MS)
+        self._edits.timeout.connect(self.remeasure)
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed,
+                      self.viewer.layers.selection.events.active):
+            event.connect(self._update_case)
+        self._update_case()
+
+    # ------------------------------------------------------------------ state
+    def _backend_ready(self, info: Any) -> None:
+        index = self.device.findData("cuda")
+        self.device.model().item(index).setEnabled(info.cuda)
+        if not info.cuda:
+            self.device.setItemData(index, "no CUDA GPU found on this computer", Qt.ItemDataRole.ToolTipRole)
+        self._update_case()
+
+    def _update_case(self, event: Any = None) -> None:
+        case = current_case(self.viewer)
+        if case is None:
+            self.case_label.setText("<b>No case open.</b> Use <i>Load BraTS case</i> or File ▸ Open.")
+        else:
+            ref = reference_layer(self.viewer, case)
+            shape = "×".join(map(str, case.shape))
+            self.case_label.setText(
+                f"<b>Case {case.case_id}</b> ({shape} voxels)<br>reference: "
+                + (f"<i>{ref.name}</i> (Dice/HD95 shown)" if ref is not None else "none (volumes only)")
+            )
+        self.run_button.setEnabled(case is not None and self.choice.ready() and not self.runner.busy)
+        self.save_button.setEnabled(self.prediction_layer() is not None)
+        if case is not self._table_case:  # another case became current: its own numbers, if any
+            self._table_case = case
+            self.table.show_results({}, None)
+            self.remeasure()
+
+    def prediction_layer(self) -> Any | None:
+        """The current case's prediction Labels layer, if it exists."""
+        case = current_case(self.viewer)
+        if case is None:
+            return None
+        name = prediction_name(case)
+        return next((layer for layer in self.viewer.layers if layer.name == name), None)
+
+    # ------------------------------------------------------------------ run
+    def run(self, device: str | None = None) -> None:
+        """Segment the current case in a worker (what the Run button does)."""
+        if device is not None:
+            self.device.setCurrentIndex(self.device.findData(device))
+        if not self.choice.ready():
+            self.choice.backend.wait()
+        case = current_case(self.viewer)
+        if case is None:
+            self.message.show_message("Open a BraTS case first (Load BraTS case widget, or File ▸ Open).", "warning")
+            return
+        if self.runner.busy:
+            return
+        ref = reference_layer(self.viewer, case)
+        reference = canonical_labels(ref) if ref is not None else None
+        spec, dev, tta, cache = self.choice.spec(), self.device.currentData(), self.tta.isChecked(), _MODEL_CACHE
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.message.show_message(f"Segmenting {case.case_id}…")
+        self.progress.setValue(0)
+        self.runner.start(lambda progress, cancel: run_segmentation(
+            case, spec, device=dev, tta=tta, reference=reference, cache=cache, progress=progress, cancel=cancel))
+
+    def cancel(self) -> None:
+        """Stop the running segmentation; nothing is added."""
+        if self.runner.busy:
+            self.message.show_message("Cancelling…")
+            self.runner.cancel()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Process events until the run has ended (scripts and tests)."""
+        return self.runner.wait(timeout)
+
+    def _show_progress(self, fraction: float, message: str) -> None:
+        self.progress.setValue(int(fraction * 1000))
+        self.progress.setFormat(f"{message} (%p%)")
+
+    def _failed(self, exc: BaseException) -> None:
+        self.message.show_message(error_text(exc), "error")
+
+    def _cancelled(self) -> None:
+        self.message.show_message("Cancelled: no segmentation was added.", "warning")
+
+    def _idle(self) -> None:
+        self.cancel_button.setEnabled(False)
+        self.progress.setFormat("idle" if self.result is None else "done")
+        self._update_case()
+
+    def _show_result(self, result: SegmentationResult) -> None:
+        self.result = result
+        self._table_case = result.case
+        case, name = result.case, prediction_name(result.case)
+        data = to_display(result.labels)
+        existing = next((layer for layer in self.viewer.layers if layer.name == name), None)
+        if existing is not None and existing.data.shape == data.shape:
+            existing.data = data
+            layer = existing
+        else:
+            if existing is not None:
+                self.viewer.layers.remove(existing)
+            layer = self.viewer.add_labels(data, **labels_layer_kwargs(case, name))
+        layer.events.paint.connect(self._on_paint)  # once (napari ignores repeats), held weakly
+        layer.metadata["napari_acs"]["model"] = result.model
+        self.table.show_results(result.volumes_ml, result.metrics)
+        text = f"Segmented {case.case_id} in {result.seconds:.1f} s on {result.device}"
+        if result.trained:
+            self.message.show_message(f"{text} with {result.model}.", "success")
+        else:
+            self.message.show_message(f"{text} with an UNTRAINED model: these labels are meaningless.", "warning")
+        self.progress.setValue(1000)
+
+    # ------------------------------------------------------------------ edits
+    def _on_paint(self, event: Any = None) -> None:
+        self._edits.start()
+
+    def remeasure(self) -> None:
+        """Measure the (edited) prediction layer again, in a worker."""
+        layer = self.prediction_layer()
+        if layer is None:
+            return
+        if self._measurer.busy:  # measure again once this one is done
+            self._edits.start()
+            return
+        case = layer_case(layer)
+        ref = reference_layer(self.viewer, case)
+        labels = canonical_labels(layer)
+        reference = canonical_labels(ref) if ref is not None else None
+        self._measurer.start(lambda progress, cancel: (case, *measure(case, labels, reference)))
+
+    def _show_measures(self, measures: tuple[Any, dict, dict | None]) -> None:
+        case, volumes, metrics = measures
+        if case is self._table_case:  # not a case the user has left meanwhile
+            self.table.show_results(volumes, metrics)
+
+    # ------------------------------------------------------------------ save
+    def default_save_path(self) -> Path | None:
+        """``<case folder>/<id>_prediction.nii.gz`` (a name the case reader ignores)."""
+        case = current_case(self.viewer)
+        if case is None:
+            return None
+        folder = Path(next(iter(case.files.values()))).parent
+        return folder / f"{case.case_id}_prediction.nii.gz"
+
+    def _save_dialog(self) -> None:
+        start = str(self.default_save_path() or "")
+        path, _ = QFileDialog.getSaveFileName(self, "Save segmentation (NIfTI, source grid)", start, NIFTI_FILTER)
+        if path:  # the dialog has asked before replacing an existing file
+            self.save(path, overwrite=True)
+
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path | None:
+        """Write the prediction layer (with any edits) on the source grid; an existing file is an error
+        unless ``overwrite``. Returns the path written, or ``None`` (message shown)."""
+        from napari_acs.io import save_segmentation
+
+        layer = self.prediction_layer()
+        if layer is None:
+            self.message.show_message("Nothing to save: run a segmentation first.", "warning")
+            return None
+        if Path(path).exists() and not overwrite:
+            self.message.show_message(
+                f"{path} exists and was not replaced: choose another name (Save… asks before replacing).", "error")
+            return None
+        try:
+            written = save_segmentation(canonical_labels(layer), layer_case(layer), path, overwrite=overwrite)
+        except Exception as exc:  # shown to the user: any failure to write is reported, not raised
+            self.message.show_message(error_text(exc), "error")
+            return None
+        self.message.show_message(f"Saved {written}", "success")
+        return written

@@ -16,10 +16,17 @@ whatever its group (one global contiguous split). This is acsconv's rule for
 ``groups=1`` and for depthwise convolutions, extended unchanged to any ``groups``.
 
 Differences from acsconv 0.1.1 (which this operator matches wherever it is correct):
-acsconv takes plane 0 instead of ``k // 2`` for even kernels when the output is
-exactly half or all of the input along an axis, it pads the full input (and fails)
-for depthwise layers whose padding is not ``dilation * (k // 2)``, and it supports
-neither general groups nor "same" padding.
+for even kernels acsconv takes plane 0 instead of ``k // 2`` when the output is exactly
+all or half of the input along an axis; on any other axis it crops the input in a way
+that ignores dilation (wrong values) and, in depthwise layers, pads all channels (an
+error); it supports neither general groups nor "same" padding.
+
+Speed (CPU, measured in benchmarks/bench_acs_operator.py): 1 x 1 kernels are one
+conv3d. Dense parts in channels-last inference compute zero-padded weights up to a
+multiple of 8 output channels (oneDNN's block; it does not pay in backward).
+Depthwise parts run as one depthwise conv2d over all slices (several times faster
+than depthwise conv3d, above all in backward), except in channels-last inference.
+Otherwise, and on other devices, each part is one conv3d, as in acsconv.
 """
 
 from __future__ import annotations
@@ -33,8 +40,6 @@ from torch import nn
 
 Padding = int | str
 """An int (the same on every side of every axis), ``"same"`` or ``"valid"``."""
-
-_ORIENTATIONS = ("axial", "coronal", "sagittal")
 
 # Dense CPU convolutions (oneDNN, AVX2) run a partial block of 8 output channels on a
 # slow tail path: a third of 64 channels (22) takes as long as 32 full ones. Computing
@@ -93,7 +98,7 @@ def acs_conv3d(
             f"with groups={groups} expects {weight.shape[1] * groups}"
         )
     pads = [_axis_padding(n, k, stride, dilation, padding) for n in x.shape[2:]]
-    if padding_mode != "zeros" and any(l or r for l, r in pads):
+    if padding_mode != "zeros" and any(before or after for before, after in pads):
         x = F.pad(x, pad_arg(pads), mode=padding_mode)
         pads = [(0, 0)] * 3
     # Symmetric padding goes to the convolution; any asymmetric excess is padded once.
@@ -109,11 +114,12 @@ def acs_conv3d(
         )
     if k == 1:  # the three placements are the same 1 x 1 x 1 kernel
         return F.conv3d(x, weight.unsqueeze(2), bias, stride, sym, dilation, groups)
-    depthwise = groups == x.shape[1] == weight.shape[0]
     cpu = x.device.type == "cpu"
     channels_last = x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
-    if cpu and depthwise and channels_last and not _needs_grad(x, weight, bias):
-        return F.conv3d(x, acs_kernel_3d(weight, split), bias, stride, sym, dilation, groups)
+    needs_grad = _needs_grad(x, weight, bias)
+    # Depthwise as conv2d over slices, except channels-last inference, where gathering
+    # the channel slices costs more than the conv2d kernels save.
+    slices = cpu and groups == x.shape[1] == weight.shape[0] and (needs_grad or not channels_last)
 
     c_in, c_out = x.shape[1], weight.shape[0]
     pieces = []
@@ -125,13 +131,21 @@ def acs_conv3d(
                 x_in = x_axis if (in_lo, in_hi) == (0, c_in) else x_axis[:, in_lo:in_hi]
                 w = weight[lo:hi]
                 b = None if bias is None else bias[lo:hi]
-                if cpu and depthwise:
+                if slices:
                     pieces.append(_depthwise_slices(x_in, w, b, axis, stride, conv_pad, dilation))
                 else:
-                    pad_channels = cpu and channels_last and g == 1
+                    pad_channels = cpu and channels_last and g == 1 and not needs_grad
                     pieces.append(_conv(x_in, w.unsqueeze(2 + axis), b, stride, conv_pad, dilation, g, pad_channels))
         start += n
-    return pieces[0] if len(pieces) == 1 else torch.cat(pieces, 1)
+    if len(pieces) == 1:
+        return pieces[0]
+    if needs_grad:  # cat(out=...) has no autograd
+        return torch.cat(pieces, 1)
+    # Written into an output of the input's memory format: faster than cat's own
+    # allocation, and channels-last survives parts that come back contiguous.
+    fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
+    out = torch.empty((x.shape[0], c_out, *sizes), dtype=pieces[0].dtype, device=x.device, memory_format=fmt)
+    return torch.cat(pieces, 1, out=out)
 
 
 class ACSConv3d(nn.Module):

@@ -22,7 +22,7 @@ import inspect
 import re
 import textwrap
 from collections.abc import Callable
-from functools import partial
+from functools import cache, partial
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,7 @@ from timm.layers import (
     Conv2dSame,
     EffectiveSEModule,
     LayerNorm2d,
+    MixedConv2d,
     SelectAdaptivePool2d,
     SEModule,
 )
@@ -95,18 +96,23 @@ def find_2d_ops(model: nn.Module, *inputs: torch.Tensor) -> list[str]:
     from a converted model.
     """
     found: list[str] = []
-    stack: list[str] = []
+    stack: list[nn.Module] = []
     names = {m: name or "<root>" for name, m in model.named_modules()}
 
     def enter(mod: nn.Module, _: tuple) -> None:
-        stack.append(f"{names[mod]} ({type(mod).__name__})")
+        stack.append(mod)
 
     def leave(*_: object) -> None:
         stack.pop()
 
+    def report(op: str) -> None:
+        if not any(isinstance(m, ACSConv3d) for m in stack):  # its CPU depthwise path is conv2d over slices
+            where = f"{names[stack[-1]]} ({type(stack[-1]).__name__})" if stack else "<root>"
+            found.append(f"{where}: {op}")
+
     hooks = [h for m in model.modules() for h in (m.register_forward_pre_hook(enter), m.register_forward_hook(leave))]
     try:
-        with _Spy2d(lambda op: found.append(f"{stack[-1] if stack else '<root>'}: {op}")), torch.no_grad():
+        with _Spy2d(report), torch.no_grad():
             model(*inputs)
     finally:
         for h in hooks:
@@ -332,6 +338,8 @@ def _adaptive(m: nn.Module, conv_factory: ConvFactory) -> nn.Module:
 def _fast_pool(m: nn.Module, conv_factory: ConvFactory) -> nn.Module:
     """timm's Fast*Pool reduce ``dim`` (or ``dim_reduce``): (2, 3) becomes (2, 3, 4)."""
     attr = "dim_reduce" if hasattr(m, "dim_reduce") else "dim"
+    if tuple(getattr(m, attr)) == (2, 3, 4):  # already converted
+        return m
     if tuple(getattr(m, attr)) != (2, 3):
         raise ValueError(f"only NCHW pooling converts, this one reduces dims {getattr(m, attr)}")
     new = _same_class(type(m))(m, conv_factory)
@@ -339,7 +347,13 @@ def _fast_pool(m: nn.Module, conv_factory: ConvFactory) -> nn.Module:
     return new
 
 
-_UPSAMPLE_MODES = {"nearest": "nearest", "nearest-exact": "nearest-exact", "bilinear": "trilinear", "area": "area"}
+_UPSAMPLE_MODES = {
+    "nearest": "nearest",
+    "nearest-exact": "nearest-exact",
+    "bilinear": "trilinear",
+    "trilinear": "trilinear",
+    "area": "area",
+}
 
 
 def _upsample(m: nn.Upsample, conv_factory: ConvFactory) -> nn.Module:
@@ -390,7 +404,8 @@ _RULES: dict[type[nn.Module], _Rule] = {
     VggConvMlp: _same_class(VggConvMlp3d),
 }
 
-# Already 3D, or 2D in name only (SelectAdaptivePool2d only calls its pool and flatten).
+# Already 3D, or 2D in name only: SelectAdaptivePool2d only calls its pool and flatten,
+# MixedConv2d (timm create_conv2d with several kernel sizes) splits channels among its convs.
 _KEEP: frozenset[type[nn.Module]] = frozenset(
     {
         ACSConv3d,
@@ -405,6 +420,7 @@ _KEEP: frozenset[type[nn.Module]] = frozenset(
         MaxPool3dSame,
         AvgPool3dSame,
         SelectAdaptivePool2d,
+        MixedConv2d,
     }
 )
 
@@ -450,7 +466,7 @@ def _convert_one(m: nn.Module, path: str, conv_factory: ConvFactory) -> nn.Modul
             raise UnsupportedModuleError(path, m, str(e)) from e
         if new is not m:
             _move_hooks(m, new)
-            new.train(m.training)
+            new.training = m.training  # not .train(): that would also set the 2D children
         return new
     if "2d" in cls.__name__.lower():
         raise UnsupportedModuleError(path, m, "no 3D rule for this 2D layer")
@@ -502,7 +518,8 @@ class _NoStrings(ast.NodeTransformer):
         return ast.Constant("") if isinstance(node.value, str) else node
 
 
-def _forward_2d_code(cls: type) -> list[str]:
+@cache
+def _forward_2d_code(cls: type) -> tuple[str, ...]:
     """2D-only fragments in ``cls.forward`` and the methods of ``cls`` it calls on ``self``."""
     problems: list[str] = []
     todo, seen = ["forward"], set()
@@ -528,7 +545,7 @@ def _forward_2d_code(cls: type) -> list[str]:
             and node.func.value.id == "self"
             and inspect.isfunction(getattr(cls, node.func.attr, None))
         ]
-    return problems
+    return tuple(problems)
 
 
 _REDUCTIONS = frozenset({"mean", "sum", "amax", "amin", "max", "min", "std", "var", "norm", "logsumexp", "prod"})

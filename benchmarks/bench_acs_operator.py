@@ -167,6 +167,14 @@ def _check_exact(s: Shape) -> None:
             raise AssertionError(f"{name} differs from the dense reference for {s}")
 
 
+def _cpu_name() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.machine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
@@ -180,7 +188,7 @@ def main() -> None:
         "# ACS operator benchmark",
         "",
         f"`python benchmarks/bench_acs_operator.py --threads {args.threads} --repeats {args.repeats}`:"
-        f" {platform.machine()} CPU, torch {torch.__version__}, {args.threads} threads, batch 1, float32.",
+        f" {_cpu_name()}, torch {torch.__version__}, {args.threads} threads, batch 1, float32.",
         "Cells: median wall ms / median process CPU ms of interleaved runs (CPU time is the",
         "steady measure on a shared machine). floor = one conv2d of the same FLOPs over all",
         "output slices, input already laid out as (D, C, H, W) in the same memory format.",

@@ -151,8 +151,14 @@ def test_segment_adds_coloured_labels_volumes_metrics_and_saves(
     *images, reference = open_case(viewer, cohort[0])
     widget = dock(viewer, "Segment")
     widget.choice.backend.wait(120)
-    assert widget.choice.spec().name == "tf_efficientnet_lite0"
-    if widget.choice.spec().kind == "preset":  # untrained: said plainly
+    from napari_acs.models.select import demo_checkpoint_path
+
+    spec = widget.choice.spec()
+    if demo_checkpoint_path().is_file():  # the shipped demo model is the default
+        assert spec.kind == "demo"
+    else:
+        assert (spec.kind, spec.name) == ("preset", "tf_efficientnet_lite0")
+    if spec.kind == "preset":  # untrained: said plainly
         assert not widget.choice.warning.isHidden() and "Untrained" in widget.choice.warning.text()
 
     qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)

@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.napari-acs-installed
 
-.PHONY: demo test env benchmarks demo-model clean
+.PHONY: demo test env demo-model clean
 
 # (Re)install only when the install inputs changed.
 $(STAMP): pyproject.toml constraints.txt scripts/setup_env.sh
@@ -17,9 +17,6 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
-
-benchmarks: $(STAMP)
-	$(PY) benchmarks/run_all.py
 
 # Re-train the shipped demo checkpoint (about 30 min on 2 CPU cores).
 DEMO_TRAIN = $(VENV)/bin/napari-acs finetune runs/demo_cohort --out runs/demo_model --epochs 8 \

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from napari_acs.inference import Cancelled, predict_regions, resolve_device, segment
-from napari_acs.io import labels_to_regions, load_case, save_segmentation
+from napari_acs.io import load_case, save_segmentation
 from napari_acs.metrics import brats_metrics
 from nifti_cases import AFFINES, write_case
 
@@ -115,16 +115,44 @@ def test_progress_is_steady_and_cancel_stops(tmp_path: Path) -> None:
     assert len(seen) <= 4  # stopped at the next window
 
 
-def test_predict_regions_auto_window_covers_the_image_once() -> None:
+def test_predict_regions_auto_window_covers_the_image_once(monkeypatch) -> None:
+    from napari_acs.inference import watch
     from napari_acs.models import create_model
 
+    monkeypatch.setattr(watch, "TICK_SECONDS", 0.0)  # report at every layer
     model = create_model("mobilenetv2_100", conv="acs", pretrained=False)
     image = np.random.default_rng(0).normal(size=(4, 45, 50, 37)).astype(np.float32)
-    calls: list[str] = []
-    probs = predict_regions(image, model, device="cpu", progress=lambda f, m: calls.append(m))
+    calls: list[tuple[float, str]] = []
+    probs = predict_regions(image, model, device="cpu", progress=lambda f, m: calls.append((f, m)))
     assert probs.shape == (3, 45, 50, 37) and probs.dtype == np.float32
     assert 0.0 <= probs.min() and probs.max() <= 1.0
-    assert calls == ["window 1/1"]
+    # one window of the image's own size, progress reported layer by layer inside it
+    assert {m for _, m in calls} == {"window 1/1"}
+    fractions = [f for f, _ in calls]
+    assert len(fractions) > 20 and fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert len({round(f, 2) for f in fractions if f < 1.0}) > 10
+
+
+def test_cancel_stops_inside_a_whole_brain_window(monkeypatch) -> None:
+    from napari_acs.inference import watch
+    from napari_acs.models import create_model
+
+    monkeypatch.setattr(watch, "TICK_SECONDS", 0.0)
+    model = create_model("mobilenetv2_100", conv="acs", pretrained=False)
+    image = np.random.default_rng(0).normal(size=(4, 45, 50, 37)).astype(np.float32)
+    cancel = threading.Event()
+    seen: list[float] = []
+
+    def progress(fraction: float, message: str) -> None:
+        seen.append(fraction)
+        if len(seen) == 5:
+            cancel.set()
+
+    with pytest.raises(Cancelled, match="segmentation cancelled"):
+        predict_regions(image, model, device="cpu", progress=progress, cancel=cancel)
+    assert len(seen) == 5 and seen[-1] < 0.5  # stopped at the next layer of the only window
+    hooks = [m for m in model.modules() if m._forward_pre_hooks or m._forward_hooks]
+    assert hooks == []  # the watch removed its hooks
 
 
 def test_resolve_device() -> None:

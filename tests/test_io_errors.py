@@ -10,7 +10,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from nifti_cases import AFFINES, SHAPE, path_of, write_case, write_volume
+from nifti_cases import AFFINES, SHAPE, write_case, write_volume
 
 from napari_acs.io import BratsInputError, load_case, save_segmentation
 

@@ -317,7 +317,7 @@ def classification_checkpoint(tmp_path_factory) -> Path:
 
 
 def test_classify_mgmt_probability_and_label(make_napari_viewer, qtbot, classification_checkpoint: Path) -> None:
-    from napari_acs._napari._widget_classify import mgmt_probability
+    from napari_acs.inference import classify
     from napari_acs.models.checkpoint import load_model
 
     viewer = make_napari_viewer()
@@ -333,7 +333,7 @@ def test_classify_mgmt_probability_and_label(make_napari_viewer, qtbot, classifi
     assert widget.wait(120)
     result = widget.result
     case = reference.metadata["napari_acs"]["case"]
-    expected = mgmt_probability(case, load_model(classification_checkpoint), device="cpu", cancel=None)
+    expected = classify(case, load_model(classification_checkpoint), device="cpu")
     assert result.probability == pytest.approx(expected, abs=1e-5)
     assert result.label == ("methylated" if expected >= 0.5 else "unmethylated")
     assert f"{expected:.2f}" in widget.answer.text() and result.label in widget.answer.text()

@@ -21,7 +21,7 @@ from qtpy.QtWidgets import (
 from napari_acs._napari._current import current_case
 from napari_acs._napari._model_choice import ModelChoice, ModelSpec
 from napari_acs._napari._ui import MessageLabel, error_text
-from napari_acs._napari._workers import TaskRunner, cancel_inside_forward
+from napari_acs._napari._workers import TaskRunner
 
 if TYPE_CHECKING:
     import napari
@@ -42,28 +42,6 @@ class MGMTResult:
     seconds: float
 
 
-def mgmt_probability(case: Any, model: Any, *, device: str, cancel: Any) -> float:
-    """Sigmoid of a classification model on the case, prepared as in training (worker thread).
-
-    Input: ``napari_acs.training.cohort.classification_input`` at the checkpoint's
-    ``input_size`` (brain crop, z-score, cube, resize), float32 ``(1, 4, *size)``.
-    """
-    import torch
-
-    from napari_acs.inference import resolve_device
-    from napari_acs.inference.predict import model_patch_size
-    from napari_acs.training.cohort import classification_input
-
-    meta = getattr(model, "checkpoint_meta", None) or {}
-    size = meta.get("input_size") or model_patch_size(model)
-    x = torch.from_numpy(classification_input(case.image, size))[None]
-    dev = resolve_device(device)
-    model.to(dev).eval()
-    with torch.inference_mode(), cancel_inside_forward(model, cancel, "classification"):
-        logit = model(x.to(dev)).float()[0, 0]
-    return float(torch.sigmoid(logit))
-
-
 def run_classification(case: Any, spec: ModelSpec, *, device: str, progress: Any, cancel: Any) -> MGMTResult:
     """Worker job: load the classification checkpoint and classify the case."""
     start = time.perf_counter()
@@ -73,7 +51,9 @@ def run_classification(case: Any, spec: ModelSpec, *, device: str, progress: Any
     if task != "classification":
         raise ValueError(f"{spec.checkpoint}: a {task} model; Classify MGMT needs a classification checkpoint")
     progress(0.4, "classifying")
-    p = mgmt_probability(case, selected.model, device=device, cancel=cancel)
+    from napari_acs.inference import classify
+
+    p = classify(case, selected.model, device=device, cancel=cancel)
     return MGMTResult(case.case_id, p, POSITIVE if p >= THRESHOLD else NEGATIVE, selected.description,
                       time.perf_counter() - start)
 

@@ -33,7 +33,7 @@ from napari_acs._napari._layers import labels_layer_kwargs, to_display
 from napari_acs._napari._model_choice import ModelChoice, ModelSpec
 from napari_acs._napari._results import RegionLegend, ResultsTable
 from napari_acs._napari._ui import MessageLabel, error_text
-from napari_acs._napari._workers import TaskRunner, cancel_inside_forward
+from napari_acs._napari._workers import TaskRunner
 
 if TYPE_CHECKING:
     import napari
@@ -87,8 +87,7 @@ def run_segmentation(
     selected = cache[key]
     check_cancel(cancel, "segmentation")
     resolved = str(resolve_device(device))
-    with cancel_inside_forward(selected.model, cancel, "segmentation"):
-        labels = segment(case, selected.model, device=resolved, tta=tta, progress=progress, cancel=cancel)
+    labels = segment(case, selected.model, device=resolved, tta=tta, progress=progress, cancel=cancel)
     progress(1.0, "measuring volumes" + (" and metrics" if reference is not None else ""))
     volumes, metrics = measure(case, labels, reference)
     return SegmentationResult(case, labels, volumes, metrics, selected.description, selected.trained,

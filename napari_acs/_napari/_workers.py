@@ -11,16 +11,15 @@ the result of the abandoned task.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from qtpy.QtCore import QEventLoop, QObject, QTimer, Signal
 
 from napari_acs._napari._gl_safety import block_triton_after_mesa
-from napari_acs.progress import Cancelled, check_cancel
+from napari_acs.progress import Cancelled
 
 Job = Callable[[Callable[[float, str], None], threading.Event], Any]
 
@@ -111,22 +110,3 @@ class _Relay(QObject):
 
     relayed = Signal(float, str)
     carried = Signal(object)
-
-
-@contextlib.contextmanager
-def cancel_inside_forward(model: Any, cancel: threading.Event, what: str = "operation") -> Iterator[None]:
-    """Check ``cancel`` before every submodule's forward, so Cancel stops a running window.
-
-    A whole-brain window takes seconds on a CPU; the backend checks its cancel
-    signal between windows, this checks it between layers (hooks removed on exit;
-    the cost is one Python call per layer, microseconds against milliseconds).
-    """
-    def hook(module: Any, args: Any) -> None:
-        check_cancel(cancel, what)
-
-    handles = [m.register_forward_pre_hook(hook) for m in model.modules()]
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()

@@ -1,7 +1,8 @@
-"""Sliding-window prediction, TTA, device selection and post-processing."""
+"""Sliding-window prediction, TTA, device selection, post-processing and classification."""
 
+from napari_acs.inference.classify import classify
 from napari_acs.inference.device import resolve_device
 from napari_acs.inference.predict import predict_regions, segment
 from napari_acs.progress import Cancelled
 
-__all__ = ["Cancelled", "predict_regions", "resolve_device", "segment"]
+__all__ = ["Cancelled", "classify", "predict_regions", "resolve_device", "segment"]

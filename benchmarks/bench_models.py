@@ -1,8 +1,9 @@
 """Model-level comparison of the ACS and native-3D twins.
 
 1. Parameters of each preset's full segmentation model, ACS / 3D.
-2. Encoder forward on 1x4x128^3 (CPU, inference mode): time and peak RSS, ACS vs 3D,
-   each in a fresh process, interleaved, medians of ``--repeats``.
+2. Encoder forward and whole U-Net forward on 1x4x128^3 (CPU, inference mode,
+   channels-last-3d input as the inference engine feeds it): time and peak RSS, ACS
+   vs 3D, each twin in a fresh process, interleaved, medians of ``--repeats``.
 
     python benchmarks/bench_models.py [--threads 2] [--repeats 3] [--models tf_efficientnet_lite0 resnet34]
 """
@@ -21,15 +22,18 @@ import json, resource, time, torch
 torch.set_num_threads({threads})
 from napari_acs.models import create_model
 model = create_model({name!r}, conv={conv!r}, pretrained=False).eval()
-encoder = model.encoder
-x = torch.randn(1, 4, {size}, {size}, {size})
+x = torch.randn(1, 4, {size}, {size}, {size}).contiguous(memory_format=torch.channels_last_3d)
+result = dict()
 with torch.inference_mode():
-    encoder(x[..., :64, :64, :64])
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    times = []
-    for _ in range(2):
-        start = time.perf_counter(); encoder(x); times.append(time.perf_counter() - start)
-print(json.dumps(dict(seconds=min(times), rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
+    for part, net in (("encoder", model.encoder), ("unet", model)):
+        net(x[..., :64, :64, :64])
+        times = []
+        for _ in range(2):
+            start = time.perf_counter(); net(x); times.append(time.perf_counter() - start)
+        result[part] = min(times)
+        if part == "encoder":
+            result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps(result))
 """
 
 
@@ -55,12 +59,13 @@ def main() -> int:
     for r in rows:
         print(f"| {r['preset']} | {r['params ACS (M)']} | {r['params 3D (M)']} | {r['ACS/3D']} |")
 
-    print(f"\n### Encoder forward, 1x4x{args.size}^3, CPU {args.threads} threads\n")
+    print(f"\n### Forward, 1x4x{args.size}^3 channels-last-3d, CPU {args.threads} threads\n")
     print(f"Machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}. "
           f"Command: `python benchmarks/bench_models.py --threads {args.threads} --repeats {args.repeats}` "
           "(fresh process per run, interleaved, median; peak RSS of the whole process).\n")
-    print("| encoder | ACS (s) | 3D (s) | ACS / 3D time | ACS peak RSS (GB) | 3D peak RSS (GB) |")
-    print("|---|---|---|---|---|---|")
+    print("| preset | encoder ACS (s) | encoder 3D (s) | encoder ACS / 3D | U-Net ACS (s) | U-Net 3D (s) "
+          "| U-Net ACS / 3D | encoder peak RSS ACS / 3D (GB) |")
+    print("|---|---|---|---|---|---|---|---|")
     for name in args.models:
         runs: dict[str, list[dict]] = {"acs": [], "3d": []}
         for _ in range(args.repeats):
@@ -68,8 +73,9 @@ def main() -> int:
                 runs[conv].append(encoder_run(name, conv, args.threads, args.size))
         med = {c: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for c, rs in runs.items()}
         a, n = med["acs"], med["3d"]
-        print(f"| {name} | {a['seconds']:.2f} | {n['seconds']:.2f} | {a['seconds'] / n['seconds']:.2f} | "
-              f"{a['rss_mb'] / 1024:.2f} | {n['rss_mb'] / 1024:.2f} |")
+        print(f"| {name} | {a['encoder']:.2f} | {n['encoder']:.2f} | {a['encoder'] / n['encoder']:.2f} | "
+              f"{a['unet']:.2f} | {n['unet']:.2f} | {a['unet'] / n['unet']:.2f} | "
+              f"{a['rss_mb'] / 1024:.2f} / {n['rss_mb'] / 1024:.2f} |")
     return 0
 
 

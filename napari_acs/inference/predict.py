@@ -7,6 +7,7 @@ fallback; ``segment`` turns a :class:`~napari_acs.io.BratsCase` into a label map
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import warnings
@@ -22,6 +23,7 @@ from napari_acs.inference.device import resolve_device
 from napari_acs.inference.watch import watch_layers
 from napari_acs.io.labels import regions_to_labels
 from napari_acs.io.normalize import brain_bbox, brain_mask, zscore_in_mask
+from napari_acs.models.memory_format import channels_last_inference
 from napari_acs.progress import CancelSignal, ProgressCallback, check_cancel, report
 
 #: Largest window (voxels) used to cover a whole brain in one pass ("auto" roi). On the
@@ -124,7 +126,8 @@ def predict_regions(
         return torch.sigmoid(logits[0] / len(flips))
 
     model.eval()
-    with torch.inference_mode(), watch_layers(model, cancel, "segmentation", within):
+    fast_layout = channels_last_inference(model) if dev.type == "cpu" else contextlib.nullcontext()
+    with torch.inference_mode(), fast_layout, watch_layers(model, cancel, "segmentation", within):
         try:
             probs = predict_on(dev, dev, sw_batch_size)
         except torch.OutOfMemoryError:

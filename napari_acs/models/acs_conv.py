@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from napari_acs.models.memory_format import channels_last_weight, is_channels_last
+
 Padding = int | str
 """An int (the same on every side of every axis), ``"same"`` or ``"valid"``."""
 
@@ -45,6 +47,9 @@ Padding = int | str
 # slow tail path: a third of 64 channels (22) takes as long as 32 full ones. Computing
 # zero-padded weights up to a multiple of 8 and dropping the extra channels is faster.
 _CPU_CHANNEL_BLOCK = 8
+# Channels-last depthwise inference on CPU is memory-bound: one depthwise conv3d with the
+# zero-filled k x k x k kernel beats three channel-sliced parts (a copy each) up to k = 3.
+_DENSE_DEPTHWISE_MAX_K = 3
 
 
 def acs_split(out_channels: int) -> tuple[int, int, int]:
@@ -112,14 +117,19 @@ def acs_conv3d(
             f"ACS convolution: input {tuple(x.shape[2:])} is too small for kernel {k}, "
             f"dilation {dilation}, padding {padding} (output {tuple(sizes)})"
         )
-    if k == 1:  # the three placements are the same 1 x 1 x 1 kernel
-        return F.conv3d(x, weight.unsqueeze(2), bias, stride, sym, dilation, groups)
     cpu = x.device.type == "cpu"
-    channels_last = x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
+    channels_last = is_channels_last(x)
     needs_grad = _needs_grad(x, weight, bias)
+    # CPU channels-last inference: channels-last kernels keep the output channels-last
+    cl_weight = channels_last_weight if cpu and channels_last and not needs_grad else _same
+    if k == 1:  # the three placements are the same 1 x 1 x 1 kernel
+        return F.conv3d(x, cl_weight(weight.unsqueeze(2)), bias, stride, sym, dilation, groups)
+    depthwise = groups == x.shape[1] == weight.shape[0]
+    if cl_weight is channels_last_weight and depthwise and k <= _DENSE_DEPTHWISE_MAX_K:
+        return F.conv3d(x, cl_weight(acs_kernel_3d(weight, split)), bias, stride, sym, dilation, groups)
     # Depthwise as conv2d over slices, except channels-last inference, where gathering
     # the channel slices costs more than the conv2d kernels save.
-    slices = cpu and groups == x.shape[1] == weight.shape[0] and (needs_grad or not channels_last)
+    slices = cpu and depthwise and (needs_grad or not channels_last)
 
     c_in, c_out = x.shape[1], weight.shape[0]
     pieces = []
@@ -135,7 +145,8 @@ def acs_conv3d(
                     pieces.append(_depthwise_slices(x_in, w, b, axis, stride, conv_pad, dilation))
                 else:
                     pad_channels = cpu and channels_last and g == 1 and not needs_grad
-                    pieces.append(_conv(x_in, w.unsqueeze(2 + axis), b, stride, conv_pad, dilation, g, pad_channels))
+                    w = cl_weight(w.unsqueeze(2 + axis))
+                    pieces.append(_conv(x_in, w, b, stride, conv_pad, dilation, g, pad_channels))
         start += n
     if len(pieces) == 1:
         return pieces[0]
@@ -342,6 +353,10 @@ def _group_blocks(lo: int, hi: int, c_in: int, c_out: int, groups: int) -> list[
         g = end_whole
         blocks.append((end_whole * per_out, hi, g * per_in, (g + 1) * per_in, 1))
     return blocks
+
+
+def _same(weight: torch.Tensor) -> torch.Tensor:
+    return weight
 
 
 def _needs_grad(*tensors: torch.Tensor | None) -> bool:

@@ -31,7 +31,8 @@ class EncoderUNet(nn.Module):
         self.head = nn.Conv2d(self.decoder.out_channels, num_classes, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.head(self.decoder(self.encoder(x)))
+        # a few channels: interpolation is ~2.5x faster on contiguous than on channels-last memory
+        logits = self.head(self.decoder(self.encoder(x))).contiguous()
         mode = "trilinear" if x.ndim == 5 else "bilinear"
         return F.interpolate(logits, size=x.shape[2:], mode=mode, align_corners=False)
 

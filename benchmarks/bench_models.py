@@ -2,7 +2,7 @@
 
 1. Parameters of each preset's full segmentation model, ACS / 3D.
 2. Encoder forward and whole U-Net forward on 1x4x128^3 (CPU, inference mode,
-   channels-last-3d input as the inference engine feeds it): time and peak RSS, ACS
+   channels-last-3d as the inference engine runs it): time and peak RSS, ACS
    vs 3D, each twin in a fresh process, interleaved, medians of ``--repeats``.
 
     python benchmarks/bench_models.py [--threads 2] [--repeats 3] [--models tf_efficientnet_lite0 resnet34]
@@ -21,10 +21,11 @@ CHILD = r"""
 import json, resource, time, torch
 torch.set_num_threads({threads})
 from napari_acs.models import create_model
+from napari_acs.models.memory_format import channels_last_inference
 model = create_model({name!r}, conv={conv!r}, pretrained=False).eval()
 x = torch.randn(1, 4, {size}, {size}, {size}).contiguous(memory_format=torch.channels_last_3d)
 result = dict()
-with torch.inference_mode():
+with torch.inference_mode(), channels_last_inference(model):
     for part, net in (("encoder", model.encoder), ("unet", model)):
         net(x[..., :64, :64, :64])
         times = []

@@ -22,11 +22,13 @@ that ignores dilation (wrong values) and, in depthwise layers, pads all channels
 error); it supports neither general groups nor "same" padding.
 
 Speed (CPU, measured in benchmarks/bench_acs_operator.py): 1 x 1 kernels are one
-conv3d. Dense parts in channels-last inference compute zero-padded weights up to a
-multiple of 8 output channels (oneDNN's block; it does not pay in backward).
-Depthwise parts run as one depthwise conv2d over all slices (several times faster
-than depthwise conv3d, above all in backward), except in channels-last inference.
-Otherwise, and on other devices, each part is one conv3d, as in acsconv.
+conv3d. Channels-last inference (the inference engine's layout) uses channels-last
+kernels so outputs stay channels-last; its dense parts compute zero-padded weights up
+to a multiple of 8 output channels (oneDNN's block; it does not pay in backward); its
+memory-bound layers (3 x 3 depthwise, 8 or fewer input channels) run as one conv3d with
+the zero-filled kernel. Otherwise depthwise parts run as one depthwise conv2d over all
+slices (several times faster than depthwise conv3d, above all in backward), and, on
+other devices, each part is one conv3d, as in acsconv.
 """
 
 from __future__ import annotations
@@ -47,9 +49,12 @@ Padding = int | str
 # slow tail path: a third of 64 channels (22) takes as long as 32 full ones. Computing
 # zero-padded weights up to a multiple of 8 and dropping the extra channels is faster.
 _CPU_CHANNEL_BLOCK = 8
-# Channels-last depthwise inference on CPU is memory-bound: one depthwise conv3d with the
-# zero-filled k x k x k kernel beats three channel-sliced parts (a copy each) up to k = 3.
+# Channels-last inference on CPU where the work is memory-bound: one conv3d with the
+# zero-filled k x k x k kernel (acs_kernel_3d) beats three parts that each read the input
+# (and, for depthwise, copy a channel slice): depthwise up to k = 3, and dense layers
+# with few input channels such as the 4-modality stem (measured 0.78x).
 _DENSE_DEPTHWISE_MAX_K = 3
+_DENSE_MAX_IN_CHANNELS = 8
 
 
 def acs_split(out_channels: int) -> tuple[int, int, int]:
@@ -123,10 +128,11 @@ def acs_conv3d(
     # CPU channels-last inference: channels-last kernels keep the output channels-last
     cl_weight = channels_last_weight if cpu and channels_last and not needs_grad else _same
     if k == 1:  # the three placements are the same 1 x 1 x 1 kernel
-        return F.conv3d(x, cl_weight(weight.unsqueeze(2)), bias, stride, sym, dilation, groups)
+        return _as_input(F.conv3d(x, cl_weight(weight.unsqueeze(2)), bias, stride, sym, dilation, groups), channels_last)
     depthwise = groups == x.shape[1] == weight.shape[0]
-    if cl_weight is channels_last_weight and depthwise and k <= _DENSE_DEPTHWISE_MAX_K:
-        return F.conv3d(x, cl_weight(acs_kernel_3d(weight, split)), bias, stride, sym, dilation, groups)
+    few_inputs = groups == 1 and weight.shape[1] <= _DENSE_MAX_IN_CHANNELS
+    if cl_weight is channels_last_weight and (depthwise and k <= _DENSE_DEPTHWISE_MAX_K or few_inputs):
+        return _as_input(F.conv3d(x, cl_weight(acs_kernel_3d(weight, split)), bias, stride, sym, dilation, groups), True)
     # Depthwise as conv2d over slices, except channels-last inference, where gathering
     # the channel slices costs more than the conv2d kernels save.
     slices = cpu and depthwise and (needs_grad or not channels_last)
@@ -357,6 +363,13 @@ def _group_blocks(lo: int, hi: int, c_in: int, c_out: int, groups: int) -> list[
 
 def _same(weight: torch.Tensor) -> torch.Tensor:
     return weight
+
+
+def _as_input(out: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """``out`` in the input's memory format (oneDNN returns small outputs contiguous)."""
+    if channels_last and not is_channels_last(out):
+        return out.contiguous(memory_format=torch.channels_last_3d)
+    return out
 
 
 def _needs_grad(*tensors: torch.Tensor | None) -> bool:

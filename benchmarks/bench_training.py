@@ -1,0 +1,94 @@
+"""Seconds per training step and peak memory, ACS vs native 3D, same preset (issue 7).
+
+One step = forward, Dice + BCE region loss, backward, AdamW update, as in
+``napari_acs.training`` (random data and weights: speed does not depend on them).
+Each twin runs in a fresh process, interleaved, ``--repeats`` times; each run times
+``--steps`` steps after two warm-up steps and reports the median step.
+
+    python benchmarks/bench_training.py [--model tf_efficientnet_lite0] [--batch 2] [--size 96] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+
+CHILD = r"""
+import json, statistics, time, torch
+torch.set_num_threads({threads})
+from napari_acs.models import create_model
+from napari_acs.training.losses import RegionLoss
+from napari_acs.training.measure import PeakMemory
+device = torch.device({device!r})
+torch.manual_seed(0)
+model = create_model({model!r}, conv={conv!r}, pretrained=False).to(device).train()
+optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+loss_fn = RegionLoss()
+scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
+x = torch.randn({batch}, 4, {size}, {size}, {size}, device=device)
+y = (torch.rand({batch}, 3, {size}, {size}, {size}, device=device) > 0.9).float()
+
+def step():
+    with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+        logits = model(x)
+    loss = loss_fn(logits.float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+step(); step()
+memory = PeakMemory(device)
+memory.start()
+times = []
+for _ in range({steps}):
+    start = time.perf_counter(); step(); times.append(time.perf_counter() - start)
+print(json.dumps(dict(seconds=statistics.median(times), peak_mib=memory.peak_mib())))
+"""
+
+
+def run(args: argparse.Namespace, conv: str) -> dict:
+    code = CHILD.format(threads=args.threads, device=args.device, model=args.model, conv=conv,
+                        batch=args.batch, size=args.size, steps=args.steps)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="tf_efficientnet_lite0")
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--size", type=int, default=96)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    runs: dict[str, list[dict]] = {"acs": [], "3d": []}
+    for _ in range(args.repeats):
+        for conv in runs:
+            runs[conv].append(run(args, conv))
+            print(conv, runs[conv][-1], file=sys.stderr)
+    med = {c: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for c, rs in runs.items()}
+    a, n = med["acs"], med["3d"]
+    print(f"### Training step, `{args.model}`, {args.batch}x4x{args.size}^3, {args.device}"
+          + (f" {args.threads} threads" if args.device == "cpu" else " (AMP)") + "\n")
+    print(f"Machine: {platform.machine()}, Python {platform.python_version()}. Command: `python "
+          f"benchmarks/bench_training.py --model {args.model} --batch {args.batch} --size {args.size} "
+          f"--steps {args.steps} --repeats {args.repeats} --threads {args.threads} --device {args.device}` "
+          "(fresh process per twin, interleaved; median step of each run, median over runs).\n")
+    print("| twin | s / step | peak memory (MiB) |\n|---|---|---|")
+    print(f"| ACS | {a['seconds']:.2f} | {a['peak_mib']:.0f} |")
+    print(f"| 3D | {n['seconds']:.2f} | {n['peak_mib']:.0f} |")
+    print(f"\nACS / 3D step time: {a['seconds'] / n['seconds']:.2f}; peak memory: {a['peak_mib'] / n['peak_mib']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

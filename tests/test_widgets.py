@@ -6,6 +6,7 @@ of the main window with each widget in use go to docs/screenshots/.
 
 from __future__ import annotations
 
+import gc
 import time
 from pathlib import Path
 
@@ -72,14 +73,10 @@ class Heartbeat:
         self.timer.stop()
         self.ticks.append(time.perf_counter())
 
-    def max_gap(self, before: float = float("inf")) -> float:
-        """Longest interval between ticks, among those that ended before ``before``."""
-        gaps = [b - a for a, b in zip(self.ticks, self.ticks[1:]) if b < before]
+    def max_gap(self, before: float = float("inf"), after: float = float("-inf")) -> float:
+        """Longest interval between ticks, among those that ended before ``before`` and after ``after``."""
+        gaps = [b - a for a, b in zip(self.ticks, self.ticks[1:]) if after < b < before]
         return max(gaps, default=0.0)
-
-    def gap_at(self, moment: float) -> float:
-        """The interval between ticks that contains ``moment``."""
-        return next((b - a for a, b in zip(self.ticks, self.ticks[1:]) if a <= moment <= b), 0.0)
 
 
 @pytest.fixture(scope="module")
@@ -257,24 +254,30 @@ def test_run_segments_the_sample_case_without_freezing_the_gui(make_napari_viewe
     viewer = make_napari_viewer()  # hidden while measuring: see MAX_STALL_S
     *_, reference = open_case(viewer, sample_case_path())
     widget = dock(viewer, "Segment")
+    ortho = dock(viewer, "Orthogonal views")  # the result is mirrored there too
+    qtbot.waitUntil(lambda: ortho.synced, timeout=60_000)
     widget.choice.backend.wait(120)
     widget.device.setCurrentIndex(widget.device.findData("cpu"))
     shown: list[float] = []
     widget.runner.succeeded.connect(lambda result: shown.append(time.perf_counter()))  # after the layer is added
+    gc.collect()  # not the collection of earlier tests' viewers (measured up to 400 ms) during the run
     beat = Heartbeat()
     beat.start()
     qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)
     assert widget.wait(600)
-    qtbot.wait(100)
+    qtbot.waitUntil(lambda: ortho.synced, timeout=10_000)  # mirrored in the coronal and sagittal views
+    qtbot.wait(300)  # the layer's deferred set-up steps (selection, paint-tool overlays)
     beat.stop()
 
     result = widget.result
     assert result is not None and shown, widget.message.text()
-    compute_gap, display_gap = beat.max_gap(before=shown[0]), beat.gap_at(shown[0])
+    compute_gap, display_gap = beat.max_gap(before=shown[0]), beat.max_gap(after=shown[0])
     print(f"\nheartbeat: longest stall while segmenting {compute_gap * 1000:.0f} ms; "
-          f"adding the result layer {display_gap * 1000:.0f} ms; run {result.seconds:.1f} s")
+          f"while adding and mirroring the result layer {display_gap * 1000:.0f} ms; run {result.seconds:.1f} s")
     assert compute_gap < MAX_STALL_S
-    assert display_gap < 1.0  # napari's own set-up of a new Labels layer; a re-run only swaps the data
+    assert display_gap < MAX_STALL_S
+    prediction = viewer.layers[f"{result.case.case_id} prediction"]
+    assert [m.name for m in ortho.models["coronal"].layers].count(prediction.name) == 1
     layer = viewer.layers[f"{result.case.case_id} prediction"]
     assert np.array_equal(from_display(np.asarray(layer.data)), result.labels)
     assert result.metrics is not None and set(result.volumes_ml) == {"WT", "TC", "ET"}
@@ -284,6 +287,7 @@ def test_run_segments_the_sample_case_without_freezing_the_gui(make_napari_viewe
         assert result.metrics["WT"]["dice"] >= card["heldout_dice"]["WT"] - 0.05
     viewer.layers.selection.active = layer
     reference.visible = False  # the prediction alone; the reference is a click away
+    viewer.window.remove_dock_widget(ortho)  # the screenshot shows the Segment widget at full height
     go_to_tumour(viewer, reference)
     shoot(viewer, qtbot, "segment")
 

@@ -61,7 +61,9 @@ class CurvePlot(QWidget):
             painter.drawText(area, Qt.AlignmentFlag.AlignCenter, "waiting for the first values…")
             painter.end()
             return
-        from napari_acs.training.plots import nice_ticks  # imported by the run that sends the points
+        from napari_acs.training.plots import (
+            nice_ticks,  # imported by the run that sends the points
+        )
 
         xs = nice_ticks(min(0.0, min(p[0] for p in points)), max(self.x_max, max(p[0] for p in points)))
         ys = nice_ticks(min(p[1] for p in points), max(p[1] for p in points), 4)

@@ -22,8 +22,16 @@ from napari.components import ViewerModel
 from napari.layers import Image, Labels, Layer, Vectors
 from napari.qt import QtViewer
 from qtpy.QtCore import QEvent, Qt, QTimer
-from qtpy.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QSplitter, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QHBoxLayout,
+    QLabel,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
 
+from napari_acs._napari._add_layer import add_layer_in_steps
 from napari_acs._napari._current import unwrap
 
 if TYPE_CHECKING:
@@ -41,6 +49,9 @@ SYNCED = ("visible", "opacity", "blending", "colormap", "contrast_limits", "gamm
           "contour", "show_selected_label", "selected_label", "scale", "translate", "rotate", "shear",
           "affine", "name")
 CROSSHAIR_NAME = "crosshair"
+#: Pause between two mirroring steps (ms): a zero-delay timer can run step after step in
+#: one pass of the event loop, starving repaints and other timers.
+PUMP_INTERVAL_MS = 50
 CROSSHAIR_COLOUR = "#00d0ff"  # cyan: no tumour label uses it
 CLICK_TOLERANCE_PX = 4
 FOLLOW_INTERVAL_MS = 30
@@ -96,6 +107,7 @@ class OrthoViewsWidget(QWidget):
         self._mirrors: dict[int, dict[str, Layer]] = {}
         self._links: dict[int, list[tuple[Any, Any]]] = {}
         self._pending: deque[Any] = deque()
+        self._finishing: deque[Callable[[], None]] = deque()
         self._syncing = False
         self._crosshairs: dict[str, Vectors] = {}
         self._torn_down = False
@@ -126,7 +138,7 @@ class OrthoViewsWidget(QWidget):
         self.setMinimumWidth(320)
 
         self._pump_timer = QTimer(self)
-        self._pump_timer.setInterval(0)
+        self._pump_timer.setInterval(PUMP_INTERVAL_MS)
         self._pump_timer.timeout.connect(self._pump)
         self._follow_timer = QTimer(self)
         self._follow_timer.setSingleShot(True)
@@ -169,12 +181,15 @@ class OrthoViewsWidget(QWidget):
             self._pump_timer.start()
 
     def _pump(self) -> None:
+        """One step per event-loop turn: a mirror, then each of the finishing updates."""
         if not self._pending:
-            self._pump_timer.stop()
-            self._reorder()
-            self._set_orders()
-            self._from_main()
+            if not self._finishing:
+                self._finishing.extend((self._reorder, self._set_orders, self._from_main))
+            self._finishing.popleft()()
+            if not self._finishing:
+                self._pump_timer.stop()
             return
+        self._finishing.clear()  # new mirrors first; the finishing steps run after them
         layer, name = self._pending.popleft()
         if layer not in self.viewer.layers:
             return
@@ -187,7 +202,7 @@ class OrthoViewsWidget(QWidget):
         first = len(model.layers) == 0
         self._syncing = True  # the model's dims change while the layer goes in: not a user move
         try:
-            model.layers.append(copy)
+            add_layer_in_steps(model, copy, select=False, paint_tools=False)  # display-only mirrors
         finally:
             self._syncing = False
         if first:
@@ -247,9 +262,13 @@ class OrthoViewsWidget(QWidget):
     def _set_orders(self, event: Any = None) -> None:
         ndim = self.viewer.dims.ndim
         for name, model in self.models.items():
-            if model.dims.ndim == ndim and ndim >= 3:
-                model.dims.order = view_order(ndim, VIEWS[name][0])
-                model.dims.axis_labels = (*model.dims.axis_labels[:-3], *AXIS_LABELS)
+            if model.dims.ndim == ndim and ndim >= 3:  # assigned only when changed: each costs a redraw
+                order = view_order(ndim, VIEWS[name][0])
+                labels = (*model.dims.axis_labels[:-3], *AXIS_LABELS)
+                if tuple(model.dims.order) != order:
+                    model.dims.order = order
+                if tuple(model.dims.axis_labels) != labels:
+                    model.dims.axis_labels = labels
 
     def _from_main(self, event: Any = None) -> None:
         self._share_point(self.viewer.dims.point)

@@ -18,7 +18,12 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_acs.io.labels import REGIONS, SUB_REGION_COLOURS, SUB_REGION_NAMES, SUB_REGIONS
+from napari_acs.io.labels import (
+    REGIONS,
+    SUB_REGION_COLOURS,
+    SUB_REGION_NAMES,
+    SUB_REGIONS,
+)
 
 REGION_NAMES = {"WT": "whole tumour: NCR + ED + ET", "TC": "tumour core: NCR + ET", "ET": "enhancing tumour"}
 COLUMNS = ("mL", "Ref. mL", "Dice", "HD95 mm")

@@ -6,7 +6,14 @@ from pathlib import Path
 from typing import Literal
 
 from qtpy.QtCore import Qt, Signal
-from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPushButton, QWidget
+from qtpy.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QWidget,
+)
 
 Level = Literal["info", "success", "warning", "error"]
 _STYLES: dict[str, str] = {

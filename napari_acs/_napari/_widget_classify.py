@@ -6,22 +6,11 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtWidgets import (
-    QComboBox,
-    QFormLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QLabel,
-    QProgressBar,
-    QPushButton,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QGroupBox, QLabel, QProgressBar, QVBoxLayout, QWidget
 
 from napari_acs._napari._current import current_case
 from napari_acs._napari._model_choice import ModelChoice, ModelSpec
-from napari_acs._napari._ui import MessageLabel, error_text
-from napari_acs._napari._workers import TaskRunner
+from napari_acs._napari._run_panel import RunPanel, connect_case_changes
 
 if TYPE_CHECKING:
     import napari
@@ -67,16 +56,10 @@ class ClassifyWidget(QWidget):
         self.result: MGMTResult | None = None
         self.case_label = QLabel()
         self.choice = ModelChoice("classification", presets=False)
-        self.device = QComboBox()
-        for text, value in (("Auto (GPU if available)", "auto"), ("CPU", "cpu"), ("CUDA GPU", "cuda")):
-            self.device.addItem(text, value)
-        self.run_button = QPushButton("Classify")
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        self.progress.setFormat("idle")
-        self.message = MessageLabel()
+        self.panel = RunPanel("Classify")
+        self.device, self.run_button, self.cancel_button = self.panel.device, self.panel.run_button, self.panel.cancel_button
+        self.message = self.panel.message
+        self.runner = self.panel.runner
         self.answer = QLabel("–")
         self.answer.setWordWrap(True)
         self.answer.setStyleSheet("font-size: 15px;")
@@ -86,11 +69,6 @@ class ClassifyWidget(QWidget):
 
         model_box = QGroupBox("Classification model")
         QVBoxLayout(model_box).addWidget(self.choice)
-        options = QFormLayout()
-        options.addRow("Device", self.device)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.cancel_button)
         result_box = QGroupBox("MGMT promoter")
         result_layout = QVBoxLayout(result_box)
         result_layout.addWidget(self.answer)
@@ -101,25 +79,15 @@ class ClassifyWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.case_label)
         layout.addWidget(model_box)
-        layout.addLayout(options)
-        layout.addLayout(buttons)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.message)
+        layout.addWidget(self.panel)
         layout.addWidget(result_box)
         layout.addStretch(1)
         self.setMinimumWidth(380)
 
         self.run_button.clicked.connect(lambda: self.run())
-        self.cancel_button.clicked.connect(self.cancel)
-        self.runner = TaskRunner(self)
-        self.runner.progressed.connect(self._show_progress)
         self.runner.succeeded.connect(self._show_result)
-        self.runner.failed.connect(lambda exc: self.message.show_message(error_text(exc), "error"))
-        self.runner.cancelled.connect(lambda: self.message.show_message("Cancelled.", "warning"))
-        self.runner.stopped.connect(self._idle)
-        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed,
-                      self.viewer.layers.selection.events.active):
-            event.connect(self._update_case)
+        self.runner.stopped.connect(lambda: self.run_button.setEnabled(True))
+        connect_case_changes(self.viewer, self._update_case)
         self._update_case()
 
     def _update_case(self, event: Any = None) -> None:
@@ -141,31 +109,17 @@ class ClassifyWidget(QWidget):
             self.message.show_message("Choose a classification checkpoint (.safetensors) first.", "warning")
             return
         device = self.device.currentData()
-        self.run_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
-        self.message.show_message(f"Classifying {case.case_id}…")
-        self.runner.start(lambda progress, cancel: run_classification(
-            case, spec, device=device, progress=progress, cancel=cancel))
+        self.panel.start(lambda progress, cancel: run_classification(
+            case, spec, device=device, progress=progress, cancel=cancel), f"Classifying {case.case_id}…")
 
     def cancel(self) -> None:
-        if self.runner.busy:
-            self.runner.cancel()
+        self.panel.cancel()
 
     def wait(self, timeout: float | None = None) -> bool:
-        return self.runner.wait(timeout)
-
-    def _show_progress(self, fraction: float, message: str) -> None:
-        self.progress.setValue(int(fraction * 1000))
-        self.progress.setFormat(f"{message} (%p%)")
-
-    def _idle(self) -> None:
-        self.run_button.setEnabled(True)
-        self.cancel_button.setEnabled(False)
-        self.progress.setFormat("idle" if self.result is None else "done")
+        return self.panel.wait(timeout)
 
     def _show_result(self, result: MGMTResult) -> None:
         self.result = result
-        self.progress.setValue(1000)
         self.answer.setText(f"<b>{result.case_id}: {result.label}</b> (probability {result.probability:.2f})")
         self.probability.setValue(int(result.probability * 1000))
         self.probability.setFormat(f"P(methylated) = {result.probability:.2f}")

@@ -13,32 +13,36 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import Qt, QTimer
+from napari.layers import Labels
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QFileDialog,
-    QFormLayout,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
-    QProgressBar,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
-from napari_acs._napari._current import canonical_labels, current_case, layer_case, prediction_name, reference_layer
+from napari_acs._napari._add_layer import add_layer_in_steps
+from napari_acs._napari._current import (
+    canonical_labels,
+    current_case,
+    layer_case,
+    prediction_name,
+    reference_layer,
+)
 from napari_acs._napari._layers import labels_layer_kwargs, to_display
 from napari_acs._napari._model_choice import ModelChoice, ModelSpec
 from napari_acs._napari._results import RegionLegend, ResultsTable
-from napari_acs._napari._ui import MessageLabel, error_text
+from napari_acs._napari._run_panel import RunPanel, connect_case_changes
+from napari_acs._napari._ui import error_text
 from napari_acs._napari._workers import TaskRunner
 
 if TYPE_CHECKING:
     import napari
 
-DEVICES = (("Auto (GPU if available)", "auto"), ("CPU", "cpu"), ("CUDA GPU", "cuda"))
 NIFTI_FILTER = "NIfTI (*.nii.gz *.nii)"
 #: Quiet time after a label edit before volumes and metrics are measured again (ms).
 EDIT_DEBOUNCE_MS = 400
@@ -59,6 +63,7 @@ class SegmentationResult:
     trained: bool
     device: str
     seconds: float
+    layer: Any = None  # the prediction Labels layer, built in the worker (see _show_result)
 
 
 def measure(case: Any, labels: np.ndarray, reference: np.ndarray | None) -> tuple[dict, dict | None]:
@@ -90,8 +95,10 @@ def run_segmentation(
     labels = segment(case, selected.model, device=resolved, tta=tta, progress=progress, cancel=cancel)
     progress(1.0, "measuring volumes" + (" and metrics" if reference is not None else ""))
     volumes, metrics = measure(case, labels, reference)
+    # built here, off the GUI thread (a layer object touches no Qt until it is added)
+    layer = Labels(to_display(labels), **labels_layer_kwargs(case, prediction_name(case)))
     return SegmentationResult(case, labels, volumes, metrics, selected.description, selected.trained,
-                              resolved, time.perf_counter() - start)
+                              resolved, time.perf_counter() - start, layer)
 
 
 class SegmentWidget(QWidget):
@@ -107,18 +114,13 @@ class SegmentWidget(QWidget):
         self.case_label.setWordWrap(True)
         self.choice = ModelChoice("segmentation")
         self.choice.backend.succeeded.connect(self._backend_ready)
-        self.device = QComboBox()
-        for text, value in DEVICES:
-            self.device.addItem(text, value)
+        self.panel = RunPanel("Run", "Cancelled: no segmentation was added.")
         self.tta = QCheckBox("Test-time augmentation (8 flips, 8× slower)")
-        self.run_button = QPushButton("Run")
+        self.panel.add_option(self.tta)
+        self.device, self.run_button, self.cancel_button = self.panel.device, self.panel.run_button, self.panel.cancel_button
+        self.message = self.panel.message
+        self.runner = self.panel.runner
         self.run_button.setEnabled(False)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        self.progress.setFormat("idle")
-        self.message = MessageLabel()
         self.legend = RegionLegend()
         self.table = ResultsTable()
         self.save_button = QPushButton("Save segmentation…")
@@ -127,12 +129,6 @@ class SegmentWidget(QWidget):
 
         model_box = QGroupBox("Model")
         QVBoxLayout(model_box).addWidget(self.choice)
-        options = QFormLayout()
-        options.addRow("Device", self.device)
-        options.addRow(self.tta)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.cancel_button)
         result_box = QGroupBox("Result")
         result_layout = QVBoxLayout(result_box)
         result_layout.addWidget(self.legend)
@@ -141,40 +137,27 @@ class SegmentWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.case_label)
         layout.addWidget(model_box)
-        layout.addLayout(options)
-        layout.addLayout(buttons)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.message)
+        layout.addWidget(self.panel)
         layout.addWidget(result_box)
         layout.addStretch(1)
         self.setMinimumWidth(400)
 
         self.run_button.clicked.connect(lambda: self.run())
-        self.cancel_button.clicked.connect(self.cancel)
         self.save_button.clicked.connect(self._save_dialog)
-        self.runner = TaskRunner(self)
-        self.runner.progressed.connect(self._show_progress)
         self.runner.succeeded.connect(self._show_result)
-        self.runner.failed.connect(self._failed)
-        self.runner.cancelled.connect(self._cancelled)
-        self.runner.stopped.connect(self._idle)
+        self.runner.stopped.connect(self._update_case)
         self._measurer = TaskRunner(self)
         self._measurer.succeeded.connect(self._show_measures)
         self._edits = QTimer(self)
         self._edits.setSingleShot(True)
         self._edits.setInterval(EDIT_DEBOUNCE_MS)
         self._edits.timeout.connect(self.remeasure)
-        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed,
-                      self.viewer.layers.selection.events.active):
-            event.connect(self._update_case)
+        connect_case_changes(self.viewer, self._update_case)
         self._update_case()
 
     # ------------------------------------------------------------------ state
     def _backend_ready(self, info: Any) -> None:
-        index = self.device.findData("cuda")
-        self.device.model().item(index).setEnabled(info.cuda)
-        if not info.cuda:
-            self.device.setItemData(index, "no CUDA GPU found on this computer", Qt.ItemDataRole.ToolTipRole)
+        self.panel.set_cuda_available(info.cuda)
         self._update_case()
 
     def _update_case(self, event: Any = None) -> None:
@@ -207,7 +190,7 @@ class SegmentWidget(QWidget):
     def run(self, device: str | None = None) -> None:
         """Segment the current case in a worker (what the Run button does)."""
         if device is not None:
-            self.device.setCurrentIndex(self.device.findData(device))
+            self.panel.select_device(device)
         if not self.choice.ready():
             self.choice.backend.wait()
         case = current_case(self.viewer)
@@ -219,37 +202,17 @@ class SegmentWidget(QWidget):
         ref = reference_layer(self.viewer, case)
         reference = canonical_labels(ref) if ref is not None else None
         spec, dev, tta, cache = self.choice.spec(), self.device.currentData(), self.tta.isChecked(), _MODEL_CACHE
-        self.run_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
-        self.message.show_message(f"Segmenting {case.case_id}…")
-        self.progress.setValue(0)
-        self.runner.start(lambda progress, cancel: run_segmentation(
-            case, spec, device=dev, tta=tta, reference=reference, cache=cache, progress=progress, cancel=cancel))
+        self.panel.start(lambda progress, cancel: run_segmentation(
+            case, spec, device=dev, tta=tta, reference=reference, cache=cache, progress=progress, cancel=cancel),
+            f"Segmenting {case.case_id}…")
 
     def cancel(self) -> None:
         """Stop the running segmentation; nothing is added."""
-        if self.runner.busy:
-            self.message.show_message("Cancelling…")
-            self.runner.cancel()
+        self.panel.cancel()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Process events until the run has ended (scripts and tests)."""
-        return self.runner.wait(timeout)
-
-    def _show_progress(self, fraction: float, message: str) -> None:
-        self.progress.setValue(int(fraction * 1000))
-        self.progress.setFormat(f"{message} (%p%)")
-
-    def _failed(self, exc: BaseException) -> None:
-        self.message.show_message(error_text(exc), "error")
-
-    def _cancelled(self) -> None:
-        self.message.show_message("Cancelled: no segmentation was added.", "warning")
-
-    def _idle(self) -> None:
-        self.cancel_button.setEnabled(False)
-        self.progress.setFormat("idle" if self.result is None else "done")
-        self._update_case()
+        return self.panel.wait(timeout)
 
     def _show_result(self, result: SegmentationResult) -> None:
         self.result = result
@@ -258,12 +221,13 @@ class SegmentWidget(QWidget):
         data = to_display(result.labels)
         existing = next((layer for layer in self.viewer.layers if layer.name == name), None)
         if existing is not None and existing.data.shape == data.shape:
-            existing.data = data
+            existing.data = data  # a re-run swaps the data: no new layer to set up
             layer = existing
         else:
             if existing is not None:
                 self.viewer.layers.remove(existing)
-            layer = self.viewer.add_labels(data, **labels_layer_kwargs(case, name))
+            layer = result.layer or Labels(data, **labels_layer_kwargs(case, name))
+            add_layer_in_steps(self.viewer, layer)
         layer.events.paint.connect(self._on_paint)  # once (napari ignores repeats), held weakly
         layer.metadata["napari_acs"]["model"] = result.model
         self.table.show_results(result.volumes_ml, result.metrics)
@@ -272,7 +236,6 @@ class SegmentWidget(QWidget):
             self.message.show_message(f"{text} with {result.model}.", "success")
         else:
             self.message.show_message(f"{text} with an UNTRAINED model: these labels are meaningless.", "warning")
-        self.progress.setValue(1000)
 
     # ------------------------------------------------------------------ edits
     def _on_paint(self, event: Any = None) -> None:

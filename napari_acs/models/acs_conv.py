@@ -51,9 +51,10 @@ Padding = int | str
 _CPU_CHANNEL_BLOCK = 8
 # Channels-last inference on CPU where the work is memory-bound: one conv3d with the
 # zero-filled k x k x k kernel (acs_kernel_3d) beats three parts that each read the input
-# (and, for depthwise, copy a channel slice): depthwise up to k = 3, and dense layers
-# with few input channels such as the 4-modality stem (measured 0.78x).
-_DENSE_DEPTHWISE_MAX_K = 3
+# (and, for depthwise, copy a channel slice) up to k = 3 (27 taps): depthwise layers, and
+# dense layers with few input channels such as a 3x3 4-modality stem (measured 0.78x).
+# A 7x7 stem (343 taps) is 2x slower that way.
+_DENSE_MAX_K = 3
 _DENSE_MAX_IN_CHANNELS = 8
 
 
@@ -131,7 +132,7 @@ def acs_conv3d(
         return _as_input(F.conv3d(x, cl_weight(weight.unsqueeze(2)), bias, stride, sym, dilation, groups), channels_last)
     depthwise = groups == x.shape[1] == weight.shape[0]
     few_inputs = groups == 1 and weight.shape[1] <= _DENSE_MAX_IN_CHANNELS
-    if cl_weight is channels_last_weight and (depthwise and k <= _DENSE_DEPTHWISE_MAX_K or few_inputs):
+    if cl_weight is channels_last_weight and k <= _DENSE_MAX_K and (depthwise or few_inputs):
         return _as_input(F.conv3d(x, cl_weight(acs_kernel_3d(weight, split)), bias, stride, sym, dilation, groups), True)
     # Depthwise as conv2d over slices, except channels-last inference, where gathering
     # the channel slices costs more than the conv2d kernels save.

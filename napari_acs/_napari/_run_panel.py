@@ -1,0 +1,124 @@
+"""The part every model-running dock widget shares: device, Run and Cancel, progress, message.
+
+The panel owns the :class:`~napari_acs._napari._workers.TaskRunner`; a widget puts its
+own options in the form (:meth:`RunPanel.add_option`), starts jobs with
+:meth:`RunPanel.start` and listens to ``panel.runner.succeeded`` for results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_acs._napari._ui import MessageLabel, error_text
+from napari_acs._napari._workers import Job, TaskRunner
+
+DEVICES = (("Auto (GPU if available)", "auto"), ("CPU", "cpu"), ("CUDA GPU", "cuda"))
+
+
+class RunPanel(QWidget):
+    """Device choice, optional options, Run / Cancel, a progress bar and a message line.
+
+    Args:
+        run_text: the Run button's text.
+        cancelled_text: shown when a job was cancelled (say what was left unchanged).
+    """
+
+    def __init__(self, run_text: str = "Run", cancelled_text: str = "Cancelled.", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.cancelled_text = cancelled_text
+        self.device = QComboBox()
+        for text, value in DEVICES:
+            self.device.addItem(text, value)
+        self.run_button = QPushButton(run_text)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setFormat("idle")
+        self.message = MessageLabel()
+
+        self.options = QFormLayout()
+        self.options.addRow("Device", self.device)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(self.options)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.message)
+
+        self.cancel_button.clicked.connect(self.cancel)
+        self.runner = TaskRunner(self)
+        self.runner.progressed.connect(self.show_progress)
+        self.runner.failed.connect(lambda exc: self.message.show_message(error_text(exc), "error"))
+        self.runner.cancelled.connect(lambda: self.message.show_message(self.cancelled_text, "warning"))
+        self.runner.succeeded.connect(lambda result: self.progress.setValue(1000))
+        self.runner.stopped.connect(self._stopped)
+
+    @property
+    def busy(self) -> bool:
+        return self.runner.busy
+
+    def add_option(self, label: str | QWidget, field: QWidget | None = None) -> None:
+        """A row in the options form, below Device."""
+        if field is None:
+            self.options.addRow(label)
+        else:
+            self.options.addRow(label, field)
+
+    def set_cuda_available(self, available: bool) -> None:
+        """Grey out the CUDA choice (with a tooltip saying why) when there is no GPU."""
+        index = self.device.findData("cuda")
+        self.device.model().item(index).setEnabled(available)
+        if not available:
+            self.device.setItemData(index, "no CUDA GPU found on this computer", Qt.ItemDataRole.ToolTipRole)
+
+    def select_device(self, device: str) -> None:
+        self.device.setCurrentIndex(self.device.findData(device))
+
+    def start(self, job: Job, message: str) -> None:
+        """Run ``job(progress, cancel)`` in a worker; Run is disabled until it has stopped."""
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.message.show_message(message)
+        self.progress.setValue(0)
+        self.runner.start(job)
+
+    def cancel(self) -> None:
+        """Stop the running job (its result, if any, is dropped)."""
+        if self.runner.busy:
+            self.message.show_message("Cancelling…")
+            self.runner.cancel()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Process events until the job has stopped (scripts and tests)."""
+        return self.runner.wait(timeout)
+
+    def show_progress(self, fraction: float, message: str) -> None:
+        self.progress.setValue(int(fraction * 1000))
+        self.progress.setFormat(f"{message} (%p%)")
+
+    def _stopped(self) -> None:
+        self.cancel_button.setEnabled(False)
+        self.progress.setFormat("done" if self.progress.value() == 1000 else "idle")
+
+
+def connect_case_changes(viewer: Any, slot: Callable[..., None]) -> None:
+    """Call ``slot`` when layers are added or removed or another layer becomes active."""
+    for event in (viewer.layers.events.inserted, viewer.layers.events.removed,
+                  viewer.layers.selection.events.active):
+        event.connect(slot)

@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.napari-acs-installed
 
-.PHONY: demo test env demo-model clean
+.PHONY: demo test env demo-model compare clean
 
 # (Re)install only when the install inputs changed.
 $(STAMP): pyproject.toml constraints.txt scripts/setup_env.sh
@@ -25,6 +25,12 @@ demo-model: $(STAMP)
 	$(VENV)/bin/napari-acs sample-cohort runs/demo_cohort --n 20 --seed 0 --overwrite
 	$(DEMO_TRAIN)
 	$(PY) scripts/package_demo_model.py runs/demo_model --command "$(DEMO_TRAIN)"
+
+# The ACS-vs-3D experiment of benchmarks/RESULTS.md (about 17 min on 2 CPU cores).
+compare: $(STAMP)
+	$(VENV)/bin/napari-acs sample-cohort runs/compare_cohort --n 20 --seed 1 --overwrite
+	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/napari-acs compare runs/compare_cohort --out runs/compare_20 \
+		--patch-size 96 --batch-size 2 --epochs 4 --steps-per-epoch 25 --seed 0 --overwrite
 
 clean:
 	rm -rf build *.egg-info .pytest_cache

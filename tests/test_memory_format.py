@@ -40,3 +40,20 @@ def test_channels_last_inference_matches_and_restores(conv: str) -> None:
     assert all(m.weight.is_contiguous() for m in convs)  # layout given back
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+def test_training_works_after_channels_last_inference() -> None:
+    """The inference engine leaves a native-3D model trainable (its weights were swapped
+    for channels-last copies made under inference mode, then given back)."""
+    from napari_acs.inference import predict_regions
+
+    model = create_model("tf_efficientnet_lite0", conv="3d", pretrained=False)
+    weights = {name: p for name, p in model.named_parameters()}
+    image = torch.randn(4, 35, 40, 33).numpy()
+    predict_regions(image, model, device="cpu")
+    assert all(p is weights[name] for name, p in model.named_parameters())
+    assert not any(p.is_inference() for p in model.parameters())
+    model.train()
+    loss = model(torch.randn(2, 4, 32, 32, 32)).square().mean()
+    loss.backward()  # raised "Inference tensors cannot be saved for backward" before the fix
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)

@@ -8,10 +8,12 @@ from typing import Literal
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QFileDialog,
+    QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -29,6 +31,24 @@ def error_text(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     ours = type(exc).__module__.startswith("napari_acs") or isinstance(exc, (OSError, ValueError))
     return text if ours else f"{type(exc).__name__}: {text}"
+
+
+def group_box(title: str, *widgets: QWidget) -> QGroupBox:
+    """A titled frame holding ``widgets`` one below the other."""
+    box = QGroupBox(title)
+    layout = QVBoxLayout(box)
+    for widget in widgets:
+        layout.addWidget(widget)
+    return box
+
+
+def column(owner: QWidget, *widgets: QWidget, min_width: int) -> None:
+    """Lay ``widgets`` out top to bottom in ``owner`` (a dock widget), spare height below."""
+    layout = QVBoxLayout(owner)
+    for widget in widgets:
+        layout.addWidget(widget)
+    layout.addStretch(1)
+    owner.setMinimumWidth(min_width)
 
 
 class MessageLabel(QLabel):

@@ -6,11 +6,12 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtWidgets import QGroupBox, QLabel, QProgressBar, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QLabel, QProgressBar, QWidget
 
 from napari_acs._napari._current import current_case
 from napari_acs._napari._model_choice import ModelChoice, ModelSpec
 from napari_acs._napari._run_panel import RunPanel, connect_case_changes
+from napari_acs._napari._ui import column, group_box
 
 if TYPE_CHECKING:
     import napari
@@ -67,22 +68,10 @@ class ClassifyWidget(QWidget):
         self.probability.setRange(0, 1000)
         self.probability.setFormat("P(methylated) –")
 
-        model_box = QGroupBox("Classification model")
-        QVBoxLayout(model_box).addWidget(self.choice)
-        result_box = QGroupBox("MGMT promoter")
-        result_layout = QVBoxLayout(result_box)
-        result_layout.addWidget(self.answer)
-        result_layout.addWidget(self.probability)
         note = QLabel(f"Label at p ≥ {THRESHOLD}. {DISCLAIMER}")
         note.setWordWrap(True)
-        result_layout.addWidget(note)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.case_label)
-        layout.addWidget(model_box)
-        layout.addWidget(self.panel)
-        layout.addWidget(result_box)
-        layout.addStretch(1)
-        self.setMinimumWidth(380)
+        column(self, self.case_label, group_box("Classification model", self.choice), self.panel,
+               group_box("MGMT promoter", self.answer, self.probability, note), min_width=380)
 
         self.run_button.clicked.connect(lambda: self.run())
         self.runner.succeeded.connect(self._show_result)

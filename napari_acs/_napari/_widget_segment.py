@@ -18,10 +18,8 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QFileDialog,
-    QGroupBox,
     QLabel,
     QPushButton,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -37,7 +35,7 @@ from napari_acs._napari._layers import labels_layer_kwargs, to_display
 from napari_acs._napari._model_choice import ModelChoice, ModelSpec
 from napari_acs._napari._results import RegionLegend, ResultsTable
 from napari_acs._napari._run_panel import RunPanel, connect_case_changes
-from napari_acs._napari._ui import error_text
+from napari_acs._napari._ui import column, error_text, group_box
 from napari_acs._napari._workers import TaskRunner
 
 if TYPE_CHECKING:
@@ -127,20 +125,8 @@ class SegmentWidget(QWidget):
         self.save_button.setToolTip("NIfTI on the source scan's grid, affine and orientation")
         self.save_button.setEnabled(False)
 
-        model_box = QGroupBox("Model")
-        QVBoxLayout(model_box).addWidget(self.choice)
-        result_box = QGroupBox("Result")
-        result_layout = QVBoxLayout(result_box)
-        result_layout.addWidget(self.legend)
-        result_layout.addWidget(self.table)
-        result_layout.addWidget(self.save_button)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.case_label)
-        layout.addWidget(model_box)
-        layout.addWidget(self.panel)
-        layout.addWidget(result_box)
-        layout.addStretch(1)
-        self.setMinimumWidth(400)
+        column(self, self.case_label, group_box("Model", self.choice), self.panel,
+               group_box("Result", self.legend, self.table, self.save_button), min_width=400)
 
         self.run_button.clicked.connect(lambda: self.run())
         self.save_button.clicked.connect(self._save_dialog)

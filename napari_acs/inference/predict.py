@@ -112,6 +112,8 @@ def predict_regions(
         return out.float()
 
     def predict_on(target: torch.device, stitch: torch.device, batch: int) -> torch.Tensor:
+        nonlocal done
+        done = 0  # progress starts again on an out-of-memory retry
         model.to(target)
         x = torch.from_numpy(np.ascontiguousarray(image))[None]
         logits = None

@@ -48,22 +48,22 @@ def channels_last_inference(model: nn.Module) -> Iterator[nn.Module]:
 
     The weights of native ``nn.Conv3d`` layers are laid out channels-last (ACS layers
     keep 2D weights; their operator does it per call) and every convolution's output
-    is kept channels-last. On exit the weights get their plain layout back (same
-    values), so training afterwards is not affected.
+    is kept channels-last. On exit the layers get their own weight tensors back, so
+    training afterwards is not affected (the channels-last copies, made under
+    ``torch.inference_mode``, could not take part in autograd).
     """
     from napari_acs.models.acs_conv import ACSConv3d
 
     convs = [m for m in model.modules() if isinstance(m, (nn.Conv3d, ACSConv3d))]
-    changed = [m for m in convs if isinstance(m, nn.Conv3d) and not is_channels_last(m.weight)]
+    originals = {m: m.weight.data for m in convs if isinstance(m, nn.Conv3d) and not is_channels_last(m.weight)}
     with torch.no_grad():
-        for m in changed:
-            m.weight.data = channels_last_weight(m.weight.data)
+        for m, weight in originals.items():
+            m.weight.data = channels_last_weight(weight)
     handles = [m.register_forward_hook(_keep_channels_last) for m in convs]
     try:
         yield model
     finally:
         for handle in handles:
             handle.remove()
-        with torch.no_grad():
-            for m in changed:
-                m.weight.data = m.weight.data.contiguous()
+        for m, weight in originals.items():  # the very tensors (never inference-mode copies)
+            m.weight.data = weight

@@ -139,13 +139,18 @@ def acs_conv3d(
     slices = cpu and depthwise and (needs_grad or not channels_last)
 
     c_in, c_out = x.shape[1], weight.shape[0]
+    # Depthwise: each part reads its own input channels. One split (its backward is one
+    # cat) instead of a slice per part (each slice's backward fills a full-size zero grad).
+    chunks = x.split(split, dim=1) if depthwise else None
     pieces = []
     start = 0
     for axis, n in enumerate(split):
         if n:
-            x_axis, conv_pad = _collapse(x, axis, sym, sizes[axis], k, stride, dilation)
-            for lo, hi, in_lo, in_hi, g in _group_blocks(start, start + n, c_in, c_out, groups):
-                x_in = x_axis if (in_lo, in_hi) == (0, c_in) else x_axis[:, in_lo:in_hi]
+            source = x if chunks is None else chunks[axis]
+            x_axis, conv_pad = _collapse(source, axis, sym, sizes[axis], k, stride, dilation)
+            blocks = _group_blocks(start, start + n, c_in, c_out, groups) if chunks is None else [(start, start + n, 0, n, n)]
+            for lo, hi, in_lo, in_hi, g in blocks:
+                x_in = x_axis if (in_lo, in_hi) == (0, source.shape[1]) else x_axis[:, in_lo:in_hi]
                 w = weight[lo:hi]
                 b = None if bias is None else bias[lo:hi]
                 if slices:

@@ -53,7 +53,7 @@ def _imported_top_levels(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("layer", BACKEND)
 def test_layer_rule_backend_never_imports_gui(layer: str) -> None:
-    """Nothing below napari_acs/_napari/ imports Qt or napari (any import, even lazy)."""
+    """No backend module imports Qt or napari (any import, even lazy)."""
     target = PACKAGE / layer
     files = [target.with_suffix(".py")] if target.with_suffix(".py").exists() else []
     files += sorted(target.rglob("*.py")) if target.is_dir() else []

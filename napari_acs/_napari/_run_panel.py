@@ -3,6 +3,7 @@
 The panel owns the :class:`~napari_acs._napari._workers.TaskRunner`; a widget puts its
 own options in the form (:meth:`RunPanel.add_option`), starts jobs with
 :meth:`RunPanel.start` and listens to ``panel.runner.succeeded`` for results.
+:class:`ModelRunWidget` is the base of the widgets that run a model on the current case.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_acs._napari._current import current_case
 from napari_acs._napari._ui import MessageLabel, error_text
 from napari_acs._napari._workers import Job, TaskRunner
 
 DEVICES = (("Auto (GPU if available)", "auto"), ("CPU", "cpu"), ("CUDA GPU", "cuda"))
+NO_CASE = "Open a BraTS case first (Load BraTS case widget, or File ▸ Open)."
 
 
 class RunPanel(QWidget):
@@ -122,3 +125,31 @@ def connect_case_changes(viewer: Any, slot: Callable[..., None]) -> None:
     for event in (viewer.layers.events.inserted, viewer.layers.events.removed,
                   viewer.layers.selection.events.active):
         event.connect(slot)
+
+
+class ModelRunWidget(QWidget):
+    """Base of the dock widgets that run a model on the current case.
+
+    Subclasses set ``viewer``, ``choice`` (a ``ModelChoice``) and ``panel`` (a :class:`RunPanel`).
+    """
+
+    viewer: Any
+    choice: Any
+    panel: RunPanel
+
+    def cancel(self) -> None:
+        """Stop the running job; its result, if any, is dropped."""
+        self.panel.cancel()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Process events until the job has stopped (scripts and tests)."""
+        return self.panel.wait(timeout)
+
+    def case_to_run(self) -> Any | None:
+        """The current case once the model choices are ready, or ``None`` (and a message saying why)."""
+        if not self.choice.ready():
+            self.choice.backend.wait()
+        case = current_case(self.viewer)
+        if case is None:
+            self.panel.message.show_message(NO_CASE, "warning")
+        return case

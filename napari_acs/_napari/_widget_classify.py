@@ -6,11 +6,11 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtWidgets import QLabel, QProgressBar, QWidget
+from qtpy.QtWidgets import QLabel, QProgressBar
 
 from napari_acs._napari._current import current_case
 from napari_acs._napari._model_choice import ModelChoice, ModelSpec
-from napari_acs._napari._run_panel import RunPanel, connect_case_changes
+from napari_acs._napari._run_panel import ModelRunWidget, RunPanel, connect_case_changes
 from napari_acs._napari._ui import column, group_box
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def run_classification(case: Any, spec: ModelSpec, *, device: str, progress: Any
                       time.perf_counter() - start)
 
 
-class ClassifyWidget(QWidget):
+class ClassifyWidget(ModelRunWidget):
     """Dock widget: MGMT methylation probability of the current case from a classification checkpoint."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
@@ -87,11 +87,8 @@ class ClassifyWidget(QWidget):
         """Classify the current case in a worker (what the Classify button does)."""
         if self.runner.busy:
             return
-        if not self.choice.ready():
-            self.choice.backend.wait()
-        case = current_case(self.viewer)
+        case = self.case_to_run()
         if case is None:
-            self.message.show_message("Open a BraTS case first (Load BraTS case widget, or File ▸ Open).", "warning")
             return
         spec = self.choice.spec()
         if spec.checkpoint is None:
@@ -100,12 +97,6 @@ class ClassifyWidget(QWidget):
         device = self.device.currentData()
         self.panel.start(lambda progress, cancel: run_classification(
             case, spec, device=device, progress=progress, cancel=cancel), f"Classifying {case.case_id}…")
-
-    def cancel(self) -> None:
-        self.panel.cancel()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self.panel.wait(timeout)
 
     def _show_result(self, result: MGMTResult) -> None:
         self.result = result

@@ -29,6 +29,7 @@ from qtpy.QtWidgets import (
 
 from napari_acs._napari._curves import CurvePlot
 from napari_acs._napari._model_choice import BackendInfo, load_backend
+from napari_acs._napari._run_panel import DEVICES
 from napari_acs._napari._ui import MessageLabel, PathEdit, error_text
 from napari_acs._napari._workers import TaskRunner
 
@@ -92,7 +93,7 @@ class FinetuneWidget(QWidget):
         for text, value in EXISTING:
             self.existing.addItem(text, value)
         self.device = QComboBox()
-        for text, value in (("Auto (GPU if available)", "auto"), ("CPU", "cpu"), ("CUDA GPU", "cuda")):
+        for text, value in DEVICES:
             self.device.addItem(text, value)
         self.start_button = QPushButton("Start")
         self.start_button.setEnabled(False)

@@ -20,7 +20,6 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QLabel,
     QPushButton,
-    QWidget,
 )
 
 from napari_acs._napari._add_layer import add_layer_in_steps
@@ -34,7 +33,7 @@ from napari_acs._napari._current import (
 from napari_acs._napari._layers import labels_layer_kwargs, to_display
 from napari_acs._napari._model_choice import ModelChoice, ModelSpec
 from napari_acs._napari._results import RegionLegend, ResultsTable
-from napari_acs._napari._run_panel import RunPanel, connect_case_changes
+from napari_acs._napari._run_panel import ModelRunWidget, RunPanel, connect_case_changes
 from napari_acs._napari._ui import column, error_text, group_box
 from napari_acs._napari._workers import TaskRunner
 
@@ -99,7 +98,7 @@ def run_segmentation(
                               resolved, time.perf_counter() - start, layer)
 
 
-class SegmentWidget(QWidget):
+class SegmentWidget(ModelRunWidget):
     """Dock widget: segment the current case (see :func:`~napari_acs._napari._current.current_case`)."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
@@ -177,11 +176,8 @@ class SegmentWidget(QWidget):
         """Segment the current case in a worker (what the Run button does)."""
         if device is not None:
             self.panel.select_device(device)
-        if not self.choice.ready():
-            self.choice.backend.wait()
-        case = current_case(self.viewer)
+        case = self.case_to_run()
         if case is None:
-            self.message.show_message("Open a BraTS case first (Load BraTS case widget, or File ▸ Open).", "warning")
             return
         if self.runner.busy:
             return
@@ -191,14 +187,6 @@ class SegmentWidget(QWidget):
         self.panel.start(lambda progress, cancel: run_segmentation(
             case, spec, device=dev, tta=tta, reference=reference, cache=cache, progress=progress, cancel=cancel),
             f"Segmenting {case.case_id}…")
-
-    def cancel(self) -> None:
-        """Stop the running segmentation; nothing is added."""
-        self.panel.cancel()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Process events until the run has ended (scripts and tests)."""
-        return self.panel.wait(timeout)
 
     def _show_result(self, result: SegmentationResult) -> None:
         self.result = result

@@ -127,16 +127,17 @@ def acs_conv3d(
     channels_last = is_channels_last(x)
     needs_grad = _needs_grad(x, weight, bias)
     # CPU channels-last inference: channels-last kernels keep the output channels-last
-    cl_weight = channels_last_weight if cpu and channels_last and not needs_grad else _same
+    cl_inference = cpu and channels_last and not needs_grad
+    cl_weight = channels_last_weight if cl_inference else _same
     if k == 1:  # the three placements are the same 1 x 1 x 1 kernel
         return _as_input(F.conv3d(x, cl_weight(weight.unsqueeze(2)), bias, stride, sym, dilation, groups), channels_last)
     depthwise = groups == x.shape[1] == weight.shape[0]
     few_inputs = groups == 1 and weight.shape[1] <= _DENSE_MAX_IN_CHANNELS
-    if cl_weight is channels_last_weight and k <= _DENSE_MAX_K and (depthwise or few_inputs):
+    if cl_inference and k <= _DENSE_MAX_K and (depthwise or few_inputs):
         return _as_input(F.conv3d(x, cl_weight(acs_kernel_3d(weight, split)), bias, stride, sym, dilation, groups), True)
     # Depthwise as conv2d over slices, except channels-last inference, where gathering
     # the channel slices costs more than the conv2d kernels save.
-    slices = cpu and depthwise and (needs_grad or not channels_last)
+    slices = cpu and depthwise and not cl_inference
 
     c_in, c_out = x.shape[1], weight.shape[0]
     # Depthwise: each part reads its own input channels. One split (its backward is one
@@ -156,7 +157,7 @@ def acs_conv3d(
                 if slices:
                     pieces.append(_depthwise_slices(x_in, w, b, axis, stride, conv_pad, dilation))
                 else:
-                    pad_channels = cpu and channels_last and g == 1 and not needs_grad
+                    pad_channels = cl_inference and g == 1
                     w = cl_weight(w.unsqueeze(2 + axis))
                     pieces.append(_conv(x_in, w, b, stride, conv_pad, dilation, g, pad_channels))
         start += n

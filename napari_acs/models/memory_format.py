@@ -52,10 +52,8 @@ def channels_last_inference(model: nn.Module) -> Iterator[nn.Module]:
     training afterwards is not affected (the channels-last copies, made under
     ``torch.inference_mode``, could not take part in autograd).
     """
-    from napari_acs.models.acs_conv import ACSConv3d
-
-    convs = [m for m in model.modules() if isinstance(m, (nn.Conv3d, ACSConv3d))]
-    originals = {m: m.weight.data for m in convs if isinstance(m, nn.Conv3d) and not is_channels_last(m.weight)}
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv3d)]  # ACS layers keep the format themselves
+    originals = {m: m.weight.data for m in convs if not is_channels_last(m.weight)}
     with torch.no_grad():
         for m, weight in originals.items():
             m.weight.data = channels_last_weight(weight)

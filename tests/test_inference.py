@@ -164,12 +164,47 @@ def test_resolve_device() -> None:
 
 
 @pytest.mark.gpu
-def test_cuda_amp_segmentation_matches_cpu(tmp_path: Path) -> None:
+def test_cuda_amp_segmentation_matches_cpu() -> None:
+    """The demo model on a whole sample case: float16 on the GPU gives the CPU's labels."""
+    from napari_acs.io.sample import sample_case_path
+    from napari_acs.models import load_model
+    from napari_acs.models.select import demo_checkpoint_path
+
+    case = load_case(sample_case_path())
+    model = load_model(demo_checkpoint_path())
+    cpu = segment(case, model, device="cpu", amp=False)
+    seen: list[str] = []
+    gpu = segment(case, model, device="cuda", progress=lambda f, m: seen.append(m))
+    assert next(model.parameters()).is_cuda and seen[-1].startswith("segmented")
+    agreement = brats_metrics(gpu, cpu, case.spacing, convention=case.convention)
+    assert all(agreement[r]["dice"] > 0.99 for r in ("WT", "TC", "ET"))
+    ref = brats_metrics(gpu, case.label, case.spacing, convention=case.convention)
+    assert ref["WT"]["dice"] > 0.8
+
+
+@pytest.mark.gpu
+def test_cuda_out_of_memory_retries_then_falls_back_to_cpu() -> None:
+    """A real out-of-memory (GPU capped below one window's needs): batch-1 retry, then CPU, with warnings."""
     from napari_acs.models import create_model
 
-    case = load_case(write_tumour_case(tmp_path / "case", AFFINES["LPS"]))
     torch.manual_seed(0)
-    model = create_model("tf_efficientnet_lite0", conv="acs", pretrained=True)
-    cpu = predict_regions(case.image, model, device="cpu", amp=False)
-    gpu = predict_regions(case.image, model, device="cuda", amp=True)
-    assert np.abs(cpu - gpu).max() < 0.05
+    model = create_model("tf_efficientnet_lite0", conv="acs", pretrained=False)
+    image = np.random.default_rng(0).standard_normal((4, 96, 96, 80)).astype(np.float32)
+    expected = predict_regions(image, model, device="cpu", amp=False)
+    messages: list[str] = []
+    torch.cuda.empty_cache()
+    free = torch.cuda.mem_get_info()[1]
+    torch.cuda.set_per_process_memory_fraction(64 * 2**20 / free)  # the weights fit, activations do not
+    try:
+        with pytest.warns(RuntimeWarning, match="GPU out of memory") as warned:
+            probs = predict_regions(image, model, device="cuda", progress=lambda f, m: messages.append(m))
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+        torch.cuda.empty_cache()
+    assert [str(w.message) for w in warned if "GPU" in str(w.message)] == [
+        "GPU out of memory: retrying with batch 1, stitching on the CPU",
+        "GPU out of memory again: falling back to the CPU (slower)",
+    ]
+    assert any("falling back to the CPU" in m for m in messages)
+    assert next(model.parameters()).device.type == "cpu"
+    np.testing.assert_allclose(probs, expected, atol=1e-5)

@@ -329,7 +329,7 @@ def test_compare_command_writes_table_and_learning_curves(cohort, tmp_path, caps
 
 @pytest.mark.gpu
 def test_cuda_mixed_precision_run_saves_its_gradient_scaler(cohort, tmp_path):
-    common = dict(**SMALL, epochs=2, steps_per_epoch=2, val_fraction=0.2, device="cuda", amp=True)
+    common = dict(**SMALL, epochs=2, steps_per_epoch=2, val_fraction=0.2, device="cuda", amp=True, pretrained=False)
     first = finetune(FinetuneConfig(cohort, tmp_path / "run", **common))
     assert all(math.isfinite(row["train_loss"]) and row["peak_memory_mib"] > 0 for row in first.history)
     state = torch.load(tmp_path / "run" / "training_state.pt", weights_only=True)

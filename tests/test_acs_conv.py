@@ -145,6 +145,31 @@ def test_gradients_match_reference(case: tuple, fmt: torch.memory_format) -> Non
         torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-9, msg=name)
 
 
+@pytest.mark.parametrize("fmt", FORMATS.values(), ids=FORMATS.keys())
+def test_depthwise_slices_gradients_everywhere(fmt: torch.memory_format) -> None:
+    """The CPU depthwise path's own backward: strides that skip planes, dilation, padding
+    wider than the kernel (output planes that read no input plane), asymmetric "same"."""
+    torch.manual_seed(0)
+    checked = 0
+    for k, stride, dilation, padding in itertools.product([2, 3, 5], [1, 2, 3], [1, 2], [0, "same", 3]):
+        x = torch.randn(2, 7, 9, 8, 7, dtype=torch.float64).contiguous(memory_format=fmt).requires_grad_()
+        weight = torch.randn(7, 1, k, k, dtype=torch.float64, requires_grad=True)
+        bias = torch.randn(7, dtype=torch.float64, requires_grad=True)
+        try:
+            expected = reference_acs_conv(x, weight, bias, stride, padding, dilation, 7)
+        except RuntimeError:  # input smaller than the dilated kernel
+            continue
+        got = acs_conv3d(x, weight, bias, stride, padding, dilation, 7)
+        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+        probe = torch.randn_like(expected)
+        want = torch.autograd.grad((expected * probe).sum(), (x, weight, bias))
+        have = torch.autograd.grad((got * probe).sum(), (x, weight, bias))
+        for name, g, w in zip(("input", "weight", "bias"), have, want):
+            torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-9, msg=f"{name} {k=} {stride=} {dilation=} {padding=}")
+        checked += 1
+    assert checked >= 40
+
+
 def _acsconv_is_correct(size: tuple[int, ...], out: tuple[int, ...], dilation: int, groups: int) -> bool:
     """acsconv 0.1.1 crops the input wherever the output is neither the input's size nor
     half of it; that crop ignores dilation and, for depthwise layers, pads all channels."""

@@ -26,9 +26,11 @@ conv3d. Channels-last inference (the inference engine's layout) uses channels-la
 kernels so outputs stay channels-last; its dense parts compute zero-padded weights up
 to a multiple of 8 output channels (oneDNN's block; it does not pay in backward); its
 memory-bound layers (3 x 3 depthwise, 8 or fewer input channels) run as one conv3d with
-the zero-filled kernel. Otherwise depthwise parts run as one depthwise conv2d over all
-slices (several times faster than depthwise conv3d, above all in backward), and, on
-other devices, each part is one conv3d, as in acsconv.
+the zero-filled kernel. CPU training runs dense layers with 8 or fewer input channels
+(the 4-modality stem) that way too. Otherwise depthwise parts run as one depthwise
+conv2d over all slices (:mod:`napari_acs.models.acs_depthwise`: several times faster
+than depthwise conv3d, above all in backward), and, on other devices, each part is one
+conv3d, as in acsconv.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from napari_acs.models.acs_depthwise import DepthwiseSlices
 from napari_acs.models.memory_format import channels_last_weight, is_channels_last
 
 Padding = int | str
@@ -112,12 +115,7 @@ def acs_conv3d(
     if padding_mode != "zeros" and any(before or after for before, after in pads):
         x = F.pad(x, pad_arg(pads), mode=padding_mode)
         pads = [(0, 0)] * 3
-    # Symmetric padding goes to the convolution; any asymmetric excess is padded once.
-    sym = [min(left, right) for left, right in pads]
-    excess = [(left - m, right - m) for (left, right), m in zip(pads, sym)]
-    if any(left or right for left, right in excess):
-        x = F.pad(x, pad_arg(excess))
-    sizes = [_out_size(n, m, k, stride, dilation) for n, m in zip(x.shape[2:], sym)]
+    sizes = [_out_size(n + sum(p), 0, k, stride, dilation) for n, p in zip(x.shape[2:], pads)]
     if min(sizes) < 1:
         raise ValueError(
             f"ACS convolution: input {tuple(x.shape[2:])} is too small for kernel {k}, "
@@ -128,16 +126,25 @@ def acs_conv3d(
     needs_grad = _needs_grad(x, weight, bias)
     # CPU channels-last inference: channels-last kernels keep the output channels-last
     cl_inference = cpu and channels_last and not needs_grad
+    depthwise = groups == x.shape[1] == weight.shape[0]
+    if cpu and depthwise and k > 1 and not cl_inference:
+        # conv2d over slices; channels-last inference keeps the conv3d paths below, where
+        # gathering the channel slices costs more than the conv2d kernels save
+        return DepthwiseSlices.apply(x, weight, bias, pads, k, stride, dilation, split, sizes)
+    # Symmetric padding goes to the convolution; any asymmetric excess is padded once.
+    sym = [min(left, right) for left, right in pads]
+    excess = [(left - m, right - m) for (left, right), m in zip(pads, sym)]
+    if any(left or right for left, right in excess):
+        x = F.pad(x, pad_arg(excess))
     cl_weight = channels_last_weight if cl_inference else _same
     if k == 1:  # the three placements are the same 1 x 1 x 1 kernel
         return _as_input(F.conv3d(x, cl_weight(weight.unsqueeze(2)), bias, stride, sym, dilation, groups), channels_last)
-    depthwise = groups == x.shape[1] == weight.shape[0]
     few_inputs = groups == 1 and weight.shape[1] <= _DENSE_MAX_IN_CHANNELS
-    if cl_inference and k <= _DENSE_MAX_K and (depthwise or few_inputs):
-        return _as_input(F.conv3d(x, cl_weight(acs_kernel_3d(weight, split)), bias, stride, sym, dilation, groups), True)
-    # Depthwise as conv2d over slices, except channels-last inference, where gathering
-    # the channel slices costs more than the conv2d kernels save.
-    slices = cpu and depthwise and not cl_inference
+    # One conv3d with the zero-filled kernel: channels-last inference of memory-bound
+    # layers, and CPU training of layers with few inputs (the 4-modality stem: 0.63x)
+    dense = cl_inference and (depthwise or few_inputs) or cpu and needs_grad and few_inputs
+    if dense and k <= _DENSE_MAX_K:
+        return _as_input(F.conv3d(x, cl_weight(acs_kernel_3d(weight, split)), bias, stride, sym, dilation, groups), channels_last)
 
     c_in, c_out = x.shape[1], weight.shape[0]
     # Depthwise: each part reads its own input channels. One split (its backward is one
@@ -154,12 +161,9 @@ def acs_conv3d(
                 x_in = x_axis if (in_lo, in_hi) == (0, source.shape[1]) else x_axis[:, in_lo:in_hi]
                 w = weight[lo:hi]
                 b = None if bias is None else bias[lo:hi]
-                if slices:
-                    pieces.append(_depthwise_slices(x_in, w, b, axis, stride, conv_pad, dilation))
-                else:
-                    pad_channels = cl_inference and g == 1
-                    w = cl_weight(w.unsqueeze(2 + axis))
-                    pieces.append(_conv(x_in, w, b, stride, conv_pad, dilation, g, pad_channels))
+                pad_channels = cl_inference and g == 1
+                w = cl_weight(w.unsqueeze(2 + axis))
+                pieces.append(_conv(x_in, w, b, stride, conv_pad, dilation, g, pad_channels))
         start += n
     if len(pieces) == 1:
         return pieces[0]
@@ -396,33 +400,8 @@ def _conv(
     """``F.conv3d``; with ``pad_channels``, output channels padded to full blocks (see _CPU_CHANNEL_BLOCK)."""
     n = weight.shape[0]
     extra = -n % _CPU_CHANNEL_BLOCK
-    if not pad_channels or not extra or n < _CPU_CHANNEL_BLOCK:
+    if not pad_channels or not extra:
         return F.conv3d(x, weight, bias, stride, pad, dilation, groups)
     weight = F.pad(weight, (0, 0, 0, 0, 0, 0, 0, 0, 0, extra))
     bias = None if bias is None else F.pad(bias, (0, extra))
     return F.conv3d(x, weight, bias, stride, pad, dilation, groups)[:, :n]
-
-
-def _depthwise_slices(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, axis: int, stride: int, pad: list[int], dilation: int
-) -> torch.Tensor:
-    """Depthwise part collapsing ``axis`` as one depthwise conv2d over all its slices.
-
-    The slices go to the channel axis, ``(N, C, D, H, W) -> (N, C * D, H, W)``, and each
-    channel's 2D kernel is repeated for its ``D`` slices: CPU depthwise conv2d kernels
-    run forward and backward several times faster than depthwise conv3d.
-    """
-    dim = 2 + axis
-    x = x[(slice(None),) * dim + (slice(None, None, stride),)].movedim(dim, 2)  # planes the kernel's centre meets
-    n, c, depth = x.shape[:3]
-    in_plane = [p for a, p in enumerate(pad) if a != axis]
-    y = F.conv2d(
-        x.reshape(n, c * depth, *x.shape[3:]),
-        weight.repeat_interleave(depth, 0),
-        None if bias is None else bias.repeat_interleave(depth),
-        stride,
-        in_plane,
-        dilation,
-        c * depth,
-    )
-    return y.view(n, c, depth, *y.shape[2:]).movedim(2, dim)

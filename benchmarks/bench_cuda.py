@@ -7,10 +7,11 @@ z-score, network, labels). Training step: forward, Dice + BCE, backward, AdamW, 
 float16 autocast and a gradient scaler, 2 x 4 x 96^3, median of ``--steps`` after
 three warm-ups. Random weights: speed does not depend on them.
 
-Variants of the ACS operator, to choose the CUDA path by measurement:
-``parts`` (the default: one conv3d per axial/coronal/sagittal part) and ``dense``
-(one conv3d with the zero-filled k x k x k kernel, 3x the FLOPs, one call).
-``--channels-last`` also times channels-last-3d inputs.
+Variants of the ACS operator, to choose the CUDA path by measurement: ``dense``
+(the shipped one: one conv3d with the zero-filled k x k x k kernel, 3x the FLOPs, one
+call) and ``parts`` (one conv3d per axial/coronal/sagittal part, as on the CPU).
+``--channels-last`` also times channels-last-3d inputs; training steps are timed with
+``torch.backends.cudnn.benchmark`` off and on (fixed patch size: autotuning pays).
 
     python benchmarks/bench_cuda.py [--models tf_efficientnet_lite0 resnet34] [--repeats 5]
 """
@@ -25,7 +26,6 @@ import time
 from collections.abc import Callable, Iterator
 
 import torch
-import torch.nn.functional as F
 
 from napari_acs.inference import segment
 from napari_acs.io import default_seg_name, load_case, save_segmentation
@@ -36,25 +36,13 @@ from napari_acs.training.losses import RegionLoss
 
 @contextlib.contextmanager
 def acs_variant(name: str) -> Iterator[None]:
-    """Run the ACS layers with operator variant ``name`` (``parts`` is the shipped one)."""
-    original = acs_conv.acs_conv3d
-    if name == "parts":
-        yield
-        return
-
-    def dense(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, split=None, padding_mode="zeros"):
-        k = weight.shape[-1]
-        if k == 1:
-            return original(x, weight, bias, stride, padding, dilation, groups, split, padding_mode)
-        pads = [acs_conv._axis_padding(n, k, stride, dilation, padding) for n in x.shape[2:]]
-        x = F.pad(x, acs_conv.pad_arg(pads))
-        return F.conv3d(x, acs_conv.acs_kernel_3d(weight, split), bias, stride, 0, dilation, groups)
-
-    acs_conv.acs_conv3d = dense
+    """Run the ACS layers on CUDA as ``dense`` (the shipped path) or as three ``parts``."""
+    shipped = acs_conv._CUDA_DENSE
+    acs_conv._CUDA_DENSE = name == "dense"
     try:
         yield
     finally:
-        acs_conv.acs_conv3d = original
+        acs_conv._CUDA_DENSE = shipped
 
 
 class ChannelsLast(torch.nn.Module):
@@ -124,13 +112,12 @@ def training_step(model: torch.nn.Module, batch: int, size: int, steps: int) -> 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["tf_efficientnet_lite0", "resnet34"])
-    parser.add_argument("--variants", nargs="+", default=["parts", "dense"])
+    parser.add_argument("--variants", nargs="+", default=["dense", "parts"])
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--skip-training", action="store_true")
     args = parser.parse_args()
-    torch.backends.cudnn.benchmark = False
     rows = []
     layouts = [False, True] if args.channels_last else [False]
     with tempfile.TemporaryDirectory() as out:
@@ -138,26 +125,29 @@ def main() -> int:
             for conv in ("acs", "3d"):
                 for variant in args.variants if conv == "acs" else ["-"]:
                     for cl in layouts:
-                        with acs_variant(variant if conv == "acs" else "parts"):
+                        with acs_variant(variant if conv == "acs" else "dense"):
                             torch.manual_seed(0)
                             model = create_model(name, conv=conv, pretrained=False).cuda()
                             net = ChannelsLast(model) if cl else model
+                            torch.backends.cudnn.benchmark = False
                             total, seg, seg_mib = full_case(net, out, args.repeats)
-                            step, step_mib = (float("nan"),) * 2
-                            if not args.skip_training:
-                                step, step_mib = training_step(net, 2, 96, args.steps)
-                        row = (name, conv, variant, "CL" if cl else "NCDHW", total, seg, seg_mib, step, step_mib)
+                            steps = []
+                            for autotune in (False, True):
+                                torch.backends.cudnn.benchmark = autotune
+                                steps.append(training_step(net, 2, 96, args.steps) if not args.skip_training
+                                             else (float("nan"),) * 2)
+                        row = (name, conv, variant, "CL" if cl else "NCDHW", total, seg, seg_mib, *steps[0], steps[1][0])
                         rows.append(row)
                         print(row, flush=True)
                         del model, net
                         torch.cuda.empty_cache()
     print(f"\n### CUDA, {torch.cuda.get_device_name()}, torch {torch.__version__}, AMP float16\n")
     print("| model | conv | ACS operator | layout | case: files in -> seg written (s) | segment (s) "
-          "| segment peak (MiB) | train step 2x4x96^3 (s) | train peak (MiB) |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for name, conv, variant, layout, total, seg, seg_mib, step, step_mib in rows:
+          "| segment peak (MiB) | train step 2x4x96^3 (s) | train peak (MiB) | train step, cudnn.benchmark (s) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, conv, variant, layout, total, seg, seg_mib, step, step_mib, tuned in rows:
         print(f"| {name} | {conv} | {variant} | {layout} | {total:.3f} | {seg:.3f} | {seg_mib:.0f} "
-              f"| {step:.3f} | {step_mib:.0f} |")
+              f"| {step:.3f} | {step_mib:.0f} | {tuned:.3f} |")
     return 0
 
 

@@ -32,6 +32,7 @@ from napari_acs.io import default_seg_name, load_case, save_segmentation
 from napari_acs.io.sample import sample_case_path
 from napari_acs.models import acs_conv, create_model
 from napari_acs.training.losses import RegionLoss
+from napari_acs.training.step import train_step
 
 
 @contextlib.contextmanager
@@ -96,13 +97,7 @@ def training_step(model: torch.nn.Module, batch: int, size: int, steps: int) -> 
     y = (torch.rand(batch, 3, size, size, size, device="cuda") > 0.9).float()
 
     def step() -> None:
-        with torch.autocast("cuda", dtype=torch.float16):
-            logits = model(x)
-        loss = loss_fn(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        train_step(model, x, y, loss_fn, optimizer, scaler, amp=True)
 
     torch.cuda.reset_peak_memory_stats()
     seconds = median_time(step, 3, steps)

@@ -23,6 +23,7 @@ torch.set_num_threads({threads})
 from napari_acs.models import create_model
 from napari_acs.training.losses import RegionLoss
 from napari_acs.training.measure import PeakMemory
+from napari_acs.training.step import train_step
 device = torch.device({device!r})
 torch.manual_seed(0)
 model = create_model({model!r}, conv={conv!r}, pretrained=False).to(device).train()
@@ -33,13 +34,7 @@ x = torch.randn({batch}, 4, {size}, {size}, {size}, device=device)
 y = (torch.rand({batch}, 3, {size}, {size}, {size}, device=device) > 0.9).float()
 
 def step():
-    with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
-        logits = model(x)
-    loss = loss_fn(logits.float(), y)
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
-    scaler.step(optimizer)
-    scaler.update()
+    train_step(model, x, y, loss_fn, optimizer, scaler, amp=device.type == "cuda")
     if device.type == "cuda":
         torch.cuda.synchronize()
 

@@ -58,6 +58,7 @@ from napari_acs.training.evaluation import (
 )
 from napari_acs.training.losses import RegionLoss
 from napari_acs.training.measure import PeakMemory
+from napari_acs.training.step import train_step
 from napari_acs.training.mgmt import LabelsCSVError, match_labels, read_mgmt_csv
 from napari_acs.training.state import (
     BEST_CHECKPOINT,
@@ -333,13 +334,7 @@ class _Run:
             check_cancel(self.cancel, "fine-tuning")
             tic = time.perf_counter()
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=self.amp):
-                logits = self.net(x)
-            loss = self.loss_fn(logits.float(), y)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+            loss = train_step(self.net, x, y, self.loss_fn, self.optimizer, self.scaler, self.amp)
             self.scheduler.step()
             value = float(loss.detach())
             if not math.isfinite(value):

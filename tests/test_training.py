@@ -37,7 +37,7 @@ from napari_acs.training.cli import add_compare_parser, add_finetune_parser, con
 from napari_acs.training.cohort import SegmentationCase, split_subjects
 from napari_acs.training.datasets import SegmentationPatches
 from napari_acs.training.evaluation import binary_metrics
-from napari_acs.training.plots import nice_ticks
+from napari_acs.training.plots import COLOURS, LEGEND_FRAME, line_plot, nice_ticks
 
 SMALL = {"model": "tf_efficientnet_lite0", "patch_size": 32, "batch_size": 2}
 
@@ -197,6 +197,22 @@ def test_binary_metrics():
 def test_nice_ticks_cover_the_range():
     assert nice_ticks(0.03, 0.97) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
     assert nice_ticks(1, 10)[0] <= 1 and nice_ticks(1, 10)[-1] >= 10
+
+
+def test_plot_legend_avoids_the_curves(tmp_path):
+    # a rising curve crosses the top-right corner: the legend goes bottom right; a falling one leaves top right free
+    rising = [0.0, 1 / 3, 2 / 3, 1.0]  # spans the y axis exactly (ticks 0 to 1)
+    for ys, top in ((rising, False), (rising[::-1], True)):
+        path = line_plot({"a": ([1, 2, 3, 4], ys), "b": ([1, 2, 3, 4], [0.9 * y for y in ys])}, tmp_path / "p.png",
+                         title="t", xlabel="x", ylabel="y")
+        pixels = np.asarray(Image.open(path).convert("RGB"))
+        legend = np.argwhere((pixels == LEGEND_FRAME).all(axis=-1))
+        assert legend.size, "no legend drawn"
+        (y0, x0), (y1, x1) = legend.min(0), legend.max(0)
+        assert (y0 < pixels.shape[0] / 2) == top and x0 > pixels.shape[1] / 2
+        inside = pixels[y0 + 1 : y1, x0 + 1 : x1]
+        for colour in COLOURS[:2]:  # only the 3 x 21 px swatch of each curve, no curve crossing
+            assert 0 < (inside == colour).all(axis=-1).sum() <= 70
 
 
 # --------------------------------------------------------------------------- training runs

@@ -12,6 +12,7 @@ from napari_acs.io.files import atomic_path
 
 #: Line colours, in series order (colour-blind-safe Okabe-Ito palette).
 COLOURS = ((0, 114, 178), (213, 94, 0), (0, 158, 115), (204, 121, 167), (86, 180, 233), (230, 159, 0))
+LEGEND_FRAME = (140, 140, 170)  # not a grey: text anti-aliasing makes greys
 _MARGIN = {"left": 70, "right": 20, "top": 36, "bottom": 48}
 
 
@@ -66,6 +67,7 @@ def line_plot(
     draw.text((width / 2, height - 14), xlabel, fill="black", font=font, anchor="mb")
     draw.text((8, top - 20), ylabel, fill="black", font=font)
     draw.rectangle([left, top, right, bottom], outline="black")
+    lines: list[list[tuple[float, float]]] = []
     if every:
         xticks = nice_ticks(min(p[0] for p in every), max(p[0] for p in every))
         yticks = nice_ticks(min(p[1] for p in every), max(p[1] for p in every))
@@ -92,11 +94,34 @@ def line_plot(
                 draw.line(pixels, fill=colour, width=2)
             for px, py in pixels:
                 draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill=colour)
-    for i, name in enumerate(points):
-        colour = COLOURS[i % len(COLOURS)]
-        y = top + 8 + 16 * i
-        draw.line([right - 150, y + 6, right - 130, y + 6], fill=colour, width=3)
-        draw.text((right - 125, y), name, fill="black", font=font)
+            lines.append(pixels)
+    _legend(draw, font, list(points), (left, top, right, bottom), lines)
     with atomic_path(path, overwrite=True) as tmp:
         image.save(tmp, format="PNG")
     return Path(path)
+
+
+def _legend(draw, font, names: list[str], box: tuple[int, int, int, int], lines: list[list[tuple[float, float]]]) -> None:
+    """A framed legend in the plot corner that the curves cross least."""
+    if not names:
+        return
+    left, top, right, bottom = box
+    w = 40 + max(font.getlength(name) for name in names)
+    h = 16 * len(names) + 8
+    corners = [(right - w - 8, top + 8), (right - w - 8, bottom - h - 8), (left + 8, top + 8), (left + 8, bottom - h - 8)]
+    samples = [
+        (ax + (bx - ax) * t / 20, ay + (by - ay) * t / 20)
+        for pixels in lines for (ax, ay), (bx, by) in zip(pixels, pixels[1:] or pixels) for t in range(21)
+    ]
+
+    def crossings(corner: tuple[float, float]) -> int:
+        x, y = corner
+        return sum(x - 4 <= px <= x + w + 4 and y - 4 <= py <= y + h + 4 for px, py in samples)
+
+    x, y = min(corners, key=crossings)
+    draw.rectangle([x, y, x + w, y + h], fill="white", outline=LEGEND_FRAME)
+    for i, name in enumerate(names):
+        colour = COLOURS[i % len(COLOURS)]
+        row = y + 4 + 16 * i
+        draw.line([x + 6, row + 6, x + 26, row + 6], fill=colour, width=3)
+        draw.text((x + 32, row), name, fill="black", font=font)

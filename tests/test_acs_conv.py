@@ -122,6 +122,7 @@ def test_padding_modes(mode: str) -> None:
 
 GRAD_CASES = {
     "dense-26": (16, 26, 1, 3, 1, 1),
+    "stem-few-inputs": (4, 10, 1, 3, 2, "same"),
     "depthwise-slices": (9, 9, 9, 3, 1, 1),
     "depthwise-stride2-same": (8, 8, 8, 5, 2, "same"),
     "grouped-cut": (4, 20, 2, 3, 2, 1),
@@ -231,6 +232,18 @@ def test_split_and_dense_kernel() -> None:
     torch.testing.assert_close(dense[3:5, :, :, 1], weight[3:5])
     torch.testing.assert_close(dense[5:, :, :, :, 1], weight[5:])
     assert dense.abs().sum() == pytest.approx(weight.abs().sum().item(), rel=1e-6)
+
+
+def test_dense_kernel_built_under_inference_mode_still_trains() -> None:
+    """The cached placement index is a normal tensor: first use in inference, then training."""
+    from napari_acs.models.acs_conv import _placement
+
+    _placement.cache_clear()
+    weight = torch.randn(10, 4, 3, 3, requires_grad=True)
+    with torch.inference_mode():
+        acs_kernel_3d(weight)
+    acs_kernel_3d(weight).square().sum().backward()
+    torch.testing.assert_close(weight.grad, 2 * weight.detach())
 
 
 def test_module_shares_conv2d_parameters() -> None:

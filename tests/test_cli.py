@@ -9,6 +9,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from napari_acs.cli import main
@@ -105,3 +106,25 @@ def test_demo_headless_segments_the_sample_case_with_the_demo_model() -> None:
     wt_line = next(line for line in result.stdout.splitlines() if line.startswith("WT"))
     card_wt = load_checkpoint(demo_checkpoint_path())[1]["meta"]["heldout_dice"]["WT"]
     assert float(wt_line.split()[1]) >= card_wt - 0.05
+
+
+@pytest.mark.gpu
+def test_segment_command_on_cuda_writes_the_cpu_labels(tmp_path: Path) -> None:
+    """`napari-acs segment --device cuda` with the demo model: the same file content as on the CPU."""
+    import nibabel as nib
+
+    from napari_acs.io.sample import sample_case_path
+    from napari_acs.metrics import brats_metrics
+
+    case_dir = sample_case_path()
+    outputs = {}
+    for device in ("cpu", "cuda"):
+        out = tmp_path / device
+        run("segment", str(case_dir), "--out", str(out), "--device", device, "--no-progress", check=True)
+        (seg,) = out.glob("*seg.nii.gz")
+        outputs[device] = nib.load(seg)
+        assert (out / "volumes.csv").is_file()
+    cpu, gpu = (np.asarray(outputs[d].dataobj) for d in ("cpu", "cuda"))
+    np.testing.assert_array_equal(outputs["cuda"].affine, outputs["cpu"].affine)
+    agreement = brats_metrics(gpu, cpu)
+    assert all(agreement[r]["dice"] > 0.99 for r in ("WT", "TC", "ET"))

@@ -183,6 +183,21 @@ def test_cuda_amp_segmentation_matches_cpu() -> None:
 
 
 @pytest.mark.gpu
+def test_cuda_mgmt_classification_matches_cpu() -> None:
+    from napari_acs.inference import classify
+    from napari_acs.io.sample import sample_case_path
+    from napari_acs.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("tf_efficientnet_lite0", conv="acs", task="classification", pretrained=False)
+    case = load_case(sample_case_path())
+    cpu = classify(case, model, device="cpu")
+    gpu = classify(case, model, device="cuda")
+    assert next(model.parameters()).is_cuda and 0 < gpu < 1
+    assert abs(cpu - gpu) < 0.01  # float32 on both; cuDNN may use TF32 convolutions
+
+
+@pytest.mark.gpu
 def test_cuda_out_of_memory_retries_then_falls_back_to_cpu() -> None:
     """A real out-of-memory (GPU capped below one window's needs): batch-1 retry, then CPU, with warnings."""
     from napari_acs.models import create_model

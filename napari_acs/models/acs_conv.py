@@ -21,16 +21,17 @@ all or half of the input along an axis; on any other axis it crops the input in 
 that ignores dilation (wrong values) and, in depthwise layers, pads all channels (an
 error); it supports neither general groups nor "same" padding.
 
-Speed (CPU, measured in benchmarks/bench_acs_operator.py): 1 x 1 kernels are one
-conv3d. Channels-last inference (the inference engine's layout) uses channels-last
-kernels so outputs stay channels-last; its dense parts compute zero-padded weights up
-to a multiple of 8 output channels (oneDNN's block; it does not pay in backward); its
-memory-bound layers (3 x 3 depthwise, 8 or fewer input channels) run as one conv3d with
-the zero-filled kernel, as every layer does on CUDA (launch-bound). CPU training runs dense layers with 8 or fewer input channels
-(the 4-modality stem) that way too. Otherwise depthwise parts run as one depthwise
-conv2d over all slices (:mod:`napari_acs.models.acs_depthwise`: several times faster
-than depthwise conv3d, above all in backward), and, on other devices, each part is one
-conv3d, as in acsconv.
+Speed (measured in benchmarks/bench_acs_operator.py and benchmarks/bench_cuda.py):
+1 x 1 kernels are one conv3d. On CUDA every layer is one conv3d with the zero-filled
+kernel (launch-bound at BraTS sizes). On the CPU, channels-last inference (the
+inference engine's layout) uses channels-last kernels so outputs stay channels-last;
+its dense parts compute zero-padded weights up to a multiple of 8 output channels
+(oneDNN's block; it does not pay in backward); its memory-bound layers (3 x 3
+depthwise, 8 or fewer input channels) run as one conv3d with the zero-filled kernel.
+CPU training runs dense layers with 8 or fewer input channels (the 4-modality stem)
+that way too. Otherwise CPU depthwise parts run as one depthwise conv2d over all slices
+(:mod:`napari_acs.models.acs_depthwise`: several times faster than depthwise conv3d,
+above all in backward), and each other part is one conv3d, as in acsconv.
 """
 
 from __future__ import annotations

@@ -92,9 +92,11 @@ class DepthwiseSlices(torch.autograd.Function):
         out = torch.empty((x.shape[0], x.shape[1], *sizes), dtype=x.dtype, device=x.device, memory_format=fmt)
         buffers = []
         for part in parts:
+            channels = slice(part.lo, part.hi)
             planes = _gather(x, part, stride, sizes)
-            y = _conv(planes, weight[part.lo : part.hi], None if bias is None else bias[part.lo : part.hi], part, stride, dilation)
-            out[:, part.lo : part.hi].copy_(y.view(y.shape[0], part.hi - part.lo, -1, *y.shape[2:]).movedim(2, part.dim))
+            y = _conv(planes, weight[channels], None if bias is None else bias[channels], part, stride, dilation)
+            y = y.view(y.shape[0], part.hi - part.lo, -1, *y.shape[2:])  # (N, C, D, H_out, W_out)
+            out[:, channels].copy_(y.movedim(2, part.dim))
             buffers.append(planes)
         ctx.save_for_backward(weight, *buffers)
         ctx.meta = (parts, stride, dilation, bias is not None, x.shape)
@@ -108,8 +110,10 @@ class DepthwiseSlices(torch.autograd.Function):
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         grad_x = grad_w = grad_b = None
         if need_x:
+            # every input element is read (stride 1, no plane skipped): no zero fill needed
             covered = all(p.first == 0 and stride == 1 and p.valid == (0, x_shape[p.dim]) for p in parts)
-            grad_x = (torch.empty if covered else torch.zeros)(x_shape, dtype=grad_out.dtype, device=grad_out.device)
+            new = torch.empty if covered else torch.zeros
+            grad_x = new(x_shape, dtype=grad_out.dtype, device=grad_out.device)
         if need_w:
             grad_w = torch.empty_like(weight)
         if need_b:
@@ -117,7 +121,8 @@ class DepthwiseSlices(torch.autograd.Function):
         for part, planes in zip(parts, buffers):
             n = part.hi - part.lo
             depth = planes.shape[1] // n
-            g = grad_out[:, part.lo : part.hi].movedim(part.dim, 2).reshape(grad_out.shape[0], n * depth, *_plane_shape(grad_out, part))
+            g = grad_out[:, part.lo : part.hi].movedim(part.dim, 2)
+            g = g.reshape(g.shape[0], n * depth, *g.shape[3:])
             gi, gw, gb = torch.ops.aten.convolution_backward(
                 g, planes, weight[part.lo : part.hi].repeat_interleave(depth, 0),
                 [n * depth] if has_bias else None, [stride] * 2, list(part.conv_pad), [dilation] * 2,

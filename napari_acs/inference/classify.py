@@ -8,6 +8,7 @@ from torch import nn
 from napari_acs.inference.device import resolve_device
 from napari_acs.inference.predict import model_patch_size
 from napari_acs.inference.watch import watch_layers
+from napari_acs.models.fold import folded_batchnorm
 from napari_acs.progress import CancelSignal
 
 
@@ -25,6 +26,6 @@ def classify(case, model: nn.Module, *, device: str | torch.device = "auto", can
     x = torch.from_numpy(classification_input(case.image, size))[None]
     dev = resolve_device(device)
     model.to(dev).eval()
-    with torch.inference_mode(), watch_layers(model, cancel, "classification"):
+    with torch.inference_mode(), folded_batchnorm(model), watch_layers(model, cancel, "classification"):
         logit = model(x.to(dev)).float()[0, 0]
     return float(torch.sigmoid(logit))

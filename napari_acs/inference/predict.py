@@ -23,6 +23,7 @@ from napari_acs.inference.device import resolve_device
 from napari_acs.inference.watch import watch_layers
 from napari_acs.io.labels import regions_to_labels
 from napari_acs.io.normalize import brain_bbox, brain_mask, zscore_in_mask
+from napari_acs.models.fold import folded_batchnorm
 from napari_acs.models.memory_format import channels_last_inference
 from napari_acs.progress import CancelSignal, ProgressCallback, check_cancel, report
 
@@ -117,22 +118,23 @@ def predict_regions(
         model.to(target)
         x = torch.from_numpy(np.ascontiguousarray(image))[None]
         logits = None
-        for flip in flips:
-            xi = torch.flip(x, flip) if flip else x
-            if tuple(roi) == tuple(shape):  # one window: Gaussian blending would divide itself out
-                y = run(xi.to(target)).to(stitch)
-            else:
-                y = sliding_window_inference(
-                    xi, roi, batch, run, overlap=overlap, mode="gaussian",
-                    sw_device=target, device=stitch,
-                )
-            y = torch.flip(y, flip) if flip else y
-            logits = y if logits is None else logits + y
+        with folded_batchnorm(model), watch_layers(model, cancel, "segmentation", within):
+            for flip in flips:
+                xi = torch.flip(x, flip) if flip else x
+                if tuple(roi) == tuple(shape):  # one window: Gaussian blending would divide itself out
+                    y = run(xi.to(target)).to(stitch)
+                else:
+                    y = sliding_window_inference(
+                        xi, roi, batch, run, overlap=overlap, mode="gaussian",
+                        sw_device=target, device=stitch,
+                    )
+                y = torch.flip(y, flip) if flip else y
+                logits = y if logits is None else logits + y
         return torch.sigmoid(logits[0] / len(flips))
 
     model.eval()
     fast_layout = channels_last_inference(model) if dev.type == "cpu" else contextlib.nullcontext()
-    with torch.inference_mode(), fast_layout, watch_layers(model, cancel, "segmentation", within):
+    with torch.inference_mode(), fast_layout:
         try:
             probs = predict_on(dev, dev, sw_batch_size)
         except torch.OutOfMemoryError:

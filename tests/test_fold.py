@@ -66,3 +66,24 @@ def test_a_convolution_output_used_twice_is_not_folded() -> None:
             got = model(x)
     assert getattr(model, _CACHE) == []
     torch.testing.assert_close(got, expected)
+
+
+class _TinyOutput(nn.Module):
+    """A classifier-like model whose single output lies near zero."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = ACSConv3d(4, 4, 3, padding=1)
+        self.bn = nn.BatchNorm3d(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 1e-6 * self.bn(self.conv(x)).mean().view(1, 1)
+
+
+def test_a_near_zero_output_still_folds() -> None:
+    """Rounding is judged against the output's scale, at least 1: a logit near 0 is no reason to refuse."""
+    model = _TinyOutput().eval()
+    _realistic_statistics(model)
+    with torch.inference_mode(), folded_batchnorm(model):
+        pass
+    assert getattr(model, _CACHE) == [(model.conv, model.bn)]

@@ -64,7 +64,9 @@ def _verified_pairs(model: nn.Module) -> list[tuple[nn.Module, nn.BatchNorm3d]]:
                     folded = model(probe)
                 finally:
                     _unfold(saved)
-                scale = expected.abs().max().clamp_min(1e-6)
+                # rounding differs by ~1e-6 of the output's size; a wrong fold by its own size.
+                # Scale at least 1: a classifier's single logit may lie near 0.
+                scale = expected.abs().max().clamp_min(1.0)
                 if ((folded - expected).abs().max() / scale) < 1e-4:
                     pairs = found
                 else:

@@ -43,13 +43,17 @@ def test_folding_keeps_the_output_and_gives_everything_back(name: str, conv: str
     model(torch.randn(2, 4, 32, 32, 32)).mean().backward()
 
 
-class _Residual(nn.Module):
-    """A convolution whose output feeds its batch norm and a residual sum: not foldable."""
+class _ConvNorm(nn.Module):
+    """An ACS convolution and a batch norm; subclasses wire them."""
 
     def __init__(self) -> None:
         super().__init__()
         self.conv = ACSConv3d(4, 4, 3, padding=1)
         self.bn = nn.BatchNorm3d(4)
+
+
+class _Residual(_ConvNorm):
+    """A convolution whose output feeds its batch norm and a residual sum: not foldable."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv(x)
@@ -68,13 +72,8 @@ def test_a_convolution_output_used_twice_is_not_folded() -> None:
     torch.testing.assert_close(got, expected)
 
 
-class _TinyOutput(nn.Module):
+class _TinyOutput(_ConvNorm):
     """A classifier-like model whose single output lies near zero."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = ACSConv3d(4, 4, 3, padding=1)
-        self.bn = nn.BatchNorm3d(4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return 1e-6 * self.bn(self.conv(x)).mean().view(1, 1)

@@ -58,7 +58,6 @@ from napari_acs.training.evaluation import (
 )
 from napari_acs.training.losses import RegionLoss
 from napari_acs.training.measure import PeakMemory
-from napari_acs.training.step import train_step
 from napari_acs.training.mgmt import LabelsCSVError, match_labels, read_mgmt_csv
 from napari_acs.training.state import (
     BEST_CHECKPOINT,
@@ -68,6 +67,7 @@ from napari_acs.training.state import (
     write_config,
     write_history,
 )
+from napari_acs.training.step import train_step
 
 EventCallback = Callable[[dict[str, Any]], None]
 #: Share of the progress bar spent loading the cohort.

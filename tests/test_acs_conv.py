@@ -171,6 +171,46 @@ def test_depthwise_slices_gradients_everywhere(fmt: torch.memory_format) -> None
     assert checked >= 40
 
 
+def test_plane_conv_gradients_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dense CPU training parts (weight gradient with the flat axis first): strides,
+    dilation, padding wider than the kernel, asymmetric "same", groups, and each of
+    input-only, weight-only and bias-free gradients."""
+    from napari_acs.models import acs_plane
+
+    calls = []
+    apply = acs_plane.PlaneConv.apply
+    monkeypatch.setattr(acs_plane.PlaneConv, "apply", lambda *a: calls.append(a[3]) or apply(*a))
+    torch.manual_seed(0)
+    checked = 0
+    for k, stride, dilation, padding, groups in itertools.product([3, 4], [1, 2], [1, 2], [0, "same", 3], [1, 2]):
+        x = torch.randn(2, 10, 9, 8, 7, dtype=torch.float64).requires_grad_()
+        weight = torch.randn(14, 10 // groups, k, k, dtype=torch.float64, requires_grad=True)
+        bias = torch.randn(14, dtype=torch.float64, requires_grad=True)
+        try:
+            expected = reference_acs_conv(x, weight, bias, stride, padding, dilation, groups)
+        except RuntimeError:  # input smaller than the dilated kernel
+            continue
+        got = acs_conv3d(x, weight, bias, stride, padding, dilation, groups)
+        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+        probe = torch.randn_like(expected)
+        want = torch.autograd.grad((expected * probe).sum(), (x, weight, bias))
+        have = torch.autograd.grad((got * probe).sum(), (x, weight, bias))
+        for name, g, w in zip(("input", "weight", "bias"), have, want):
+            torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-9, msg=f"{name} {k=} {stride=} {dilation=} {padding=} {groups=}")
+        checked += 1
+    assert checked >= 30 and {1, 2} <= set(calls)
+    x = torch.randn(1, 10, 7, 6, 5, dtype=torch.float64)
+    weight = torch.randn(9, 10, 3, 3, dtype=torch.float64)
+    for needs in ("input", "weight"):
+        xi, wi = x.clone().requires_grad_(needs == "input"), weight.clone().requires_grad_(needs == "weight")
+        out = acs_conv3d(xi, wi, None, 1, 1)
+        probe = torch.randn_like(out)
+        (have,) = torch.autograd.grad((out * probe).sum(), xi if needs == "input" else wi)
+        ref = reference_acs_conv(xi, wi, None, 1, 1)
+        (want,) = torch.autograd.grad((ref * probe).sum(), xi if needs == "input" else wi)
+        torch.testing.assert_close(have, want, rtol=1e-9, atol=1e-9, msg=needs)
+
+
 def _acsconv_is_correct(size: tuple[int, ...], out: tuple[int, ...], dilation: int, groups: int) -> bool:
     """acsconv 0.1.1 crops the input wherever the output is neither the input's size nor
     half of it; that crop ignores dilation and, for depthwise layers, pads all channels."""

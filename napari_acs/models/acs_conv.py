@@ -31,7 +31,9 @@ depthwise, 8 or fewer input channels) run as one conv3d with the zero-filled ker
 CPU training runs dense layers with 8 or fewer input channels (the 4-modality stem)
 that way too. Otherwise CPU depthwise parts run as one depthwise conv2d over all slices
 (:mod:`napari_acs.models.acs_depthwise`: several times faster than depthwise conv3d,
-above all in backward), and each other part is one conv3d, as in acsconv.
+above all in backward), and each other part is one conv3d, as in acsconv; in CPU
+training the coronal and sagittal parts take their weight gradient with the flat axis
+moved first (:mod:`napari_acs.models.acs_plane`: about twice as fast).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from napari_acs.models.acs_depthwise import DepthwiseSlices
+from napari_acs.models.acs_plane import PlaneConv
 from napari_acs.models.memory_format import channels_last_weight, is_channels_last
 
 Padding = int | str
@@ -163,6 +166,8 @@ def acs_conv3d(
         return _as_input(F.conv3d(x, cl_weight(acs_kernel_3d(weight, split)), bias, stride, sym, dilation, groups), channels_last)
 
     c_in, c_out = x.shape[1], weight.shape[0]
+    # CPU training: coronal and sagittal parts take their weight gradient with the flat axis first
+    plane_grad = cpu and needs_grad and not torch.is_autocast_enabled(x.device.type)
     # Depthwise: each part reads its own input channels. One split (its backward is one
     # cat) instead of a slice per part (each slice's backward fills a full-size zero grad).
     chunks = x.split(split, dim=1) if depthwise else None
@@ -177,6 +182,9 @@ def acs_conv3d(
                 x_in = x_axis if (in_lo, in_hi) == (0, source.shape[1]) else x_axis[:, in_lo:in_hi]
                 w = weight[lo:hi]
                 b = None if bias is None else bias[lo:hi]
+                if plane_grad and axis:
+                    pieces.append(PlaneConv.apply(x_in, w, b, axis, stride, conv_pad, dilation, g))
+                    continue
                 pad_channels = cl_inference and g == 1
                 w = cl_weight(w.unsqueeze(2 + axis))
                 pieces.append(_conv(x_in, w, b, stride, conv_pad, dilation, g, pad_channels))

@@ -171,12 +171,15 @@ def test_depthwise_slices_gradients_everywhere(fmt: torch.memory_format) -> None
     assert checked >= 40
 
 
-def test_plane_conv_gradients_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Dense CPU training parts (weight gradient with the flat axis first): strides,
-    dilation, padding wider than the kernel, asymmetric "same", groups, and each of
-    input-only, weight-only and bias-free gradients."""
+@pytest.mark.parametrize("slabs", ["one slab", "a plane per slab"])
+def test_plane_conv_gradients_everywhere(slabs: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dense CPU training parts (weight gradient with the flat axis first, a slab of
+    planes at a time): strides, dilation, padding wider than the kernel, asymmetric
+    "same", groups, and each of input-only, weight-only and bias-free gradients."""
     from napari_acs.models import acs_plane
 
+    if slabs != "one slab":
+        monkeypatch.setattr(acs_plane, "_COPY_BYTES", 1)
     calls = []
     apply = acs_plane.PlaneConv.apply
     monkeypatch.setattr(acs_plane.PlaneConv, "apply", lambda *a: calls.append(a[3]) or apply(*a))

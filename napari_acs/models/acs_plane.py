@@ -7,7 +7,8 @@ axis comes first (kernel ``(1, k, k)``): on this project's CPU, 48->16 channels 
 layer size measured, counting the copies (benchmarks/RESULTS_acs_operator.md).
 :class:`PlaneConv` runs forward and the input gradient as the plain convolution and
 computes the weight (and bias) gradient on copies of the input and of the part's output
-gradient with that axis moved first.
+gradient with that axis moved first, a slab of planes at a time so that backward needs at
+most ``_COPY_BYTES`` more memory (the kernel is flat along that axis: slabs are independent).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
+
+_COPY_BYTES = 32 * 2**20
 
 
 def axis_first(t: torch.Tensor, axis: int) -> torch.Tensor:
@@ -43,19 +46,47 @@ class PlaneConv(torch.autograd.Function):
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         need_b = need_b and has_bias
         grad_x = grad_w = grad_b = None
-        strides, dilations = [stride] * 3, [dilation] * 3
-        backward = torch.ops.aten.convolution_backward
         if need_x:
-            grad_x = backward(
-                grad_out, x, weight.unsqueeze(2 + axis), None, strides, padding, dilations, False, [0, 0, 0], groups,
-                [True, False, False],
+            grad_x = torch.ops.aten.convolution_backward(
+                grad_out, x, weight.unsqueeze(2 + axis), None, [stride] * 3, padding, [dilation] * 3, False, [0, 0, 0],
+                groups, [True, False, False],
             )[0]  # fmt: skip
         if need_w or need_b:
-            moved_pad = [padding[axis]] + [p for a, p in enumerate(padding) if a != axis]
-            _, grad_w, grad_b = backward(
-                axis_first(grad_out, axis), axis_first(x, axis), weight.unsqueeze(2),
-                [weight.shape[0]] if need_b else None, strides, moved_pad, dilations, False, [0, 0, 0], groups,
-                [False, need_w, need_b],
-            )  # fmt: skip
-            grad_w = grad_w.squeeze(2) if need_w else None
+            grad_w, grad_b = _weight_grad(grad_out, x, weight, axis, stride, padding, dilation, groups, need_w, need_b)
         return grad_x, grad_w, grad_b, None, None, None, None, None
+
+
+def _weight_grad(
+    grad_out: torch.Tensor,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    axis: int,
+    stride: int,
+    padding: list[int],
+    dilation: int,
+    groups: int,
+    need_w: bool,
+    need_b: bool,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Weight and bias gradients, summed over slabs of output planes along ``axis``.
+
+    Output plane ``o`` reads input plane ``o * stride`` along ``axis`` (kernel 1, no padding there).
+    """
+    dim = 2 + axis
+    plane_bytes = x.numel() // x.shape[dim] * x.element_size() * stride
+    step = max(1, _COPY_BYTES // max(plane_bytes, 1))
+    moved_pad = [padding[axis]] + [p for a, p in enumerate(padding) if a != axis]
+    grad_w = grad_b = None
+    for first in range(0, grad_out.shape[dim], step):
+        n = min(step, grad_out.shape[dim] - first)
+        _, gw, gb = torch.ops.aten.convolution_backward(
+            axis_first(grad_out.narrow(dim, first, n), axis),
+            axis_first(x.narrow(dim, first * stride, (n - 1) * stride + 1), axis),
+            weight.unsqueeze(2), [weight.shape[0]] if need_b else None, [stride] * 3, moved_pad, [dilation] * 3,
+            False, [0, 0, 0], groups, [False, need_w, need_b],
+        )  # fmt: skip
+        if need_w:
+            grad_w = gw if grad_w is None else grad_w.add_(gw)
+        if need_b:
+            grad_b = gb if grad_b is None else grad_b.add_(gb)
+    return (grad_w.squeeze(2) if need_w else None), grad_b

@@ -70,6 +70,9 @@ _DENSE_MAX_IN_CHANNELS = 8
 # (resnet34) against three parts per layer; whole-case segmentation 0.29 -> 0.24 s (lite0).
 # acs_kernel_3d builds that kernel in one scatter (lite0 ACS step 1.2x -> 1.07x of 3D).
 _CUDA_DENSE = True
+# CPU training: coronal and sagittal parts take their weight gradient with the flat axis
+# first (acs_plane.PlaneConv); benchmarks/bench_plane_grad.py measures it against off.
+_CPU_PLANE_GRAD = True
 
 
 def acs_split(out_channels: int) -> tuple[int, int, int]:
@@ -166,8 +169,7 @@ def acs_conv3d(
         return _as_input(F.conv3d(x, cl_weight(acs_kernel_3d(weight, split)), bias, stride, sym, dilation, groups), channels_last)
 
     c_in, c_out = x.shape[1], weight.shape[0]
-    # CPU training: coronal and sagittal parts take their weight gradient with the flat axis first
-    plane_grad = cpu and needs_grad and not torch.is_autocast_enabled(x.device.type)
+    plane_grad = _CPU_PLANE_GRAD and cpu and needs_grad and not torch.is_autocast_enabled(x.device.type)
     # Depthwise: each part reads its own input channels. One split (its backward is one
     # cat) instead of a slice per part (each slice's backward fills a full-size zero grad).
     chunks = x.split(split, dim=1) if depthwise else None

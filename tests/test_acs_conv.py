@@ -146,6 +146,23 @@ def test_gradients_match_reference(case: tuple, fmt: torch.memory_format) -> Non
         torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-9, msg=name)
 
 
+def _matches_reference_with_gradients(x, weight, bias, stride, padding, dilation, groups, label: str) -> bool:
+    """Output and input/weight/bias gradients equal the reference's; False where the input is
+    smaller than the dilated kernel (nothing to compare)."""
+    try:
+        expected = reference_acs_conv(x, weight, bias, stride, padding, dilation, groups)
+    except RuntimeError:
+        return False
+    got = acs_conv3d(x, weight, bias, stride, padding, dilation, groups)
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+    probe = torch.randn_like(expected)
+    want = torch.autograd.grad((expected * probe).sum(), (x, weight, bias))
+    have = torch.autograd.grad((got * probe).sum(), (x, weight, bias))
+    for name, g, w in zip(("input", "weight", "bias"), have, want):
+        torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-9, msg=f"{name} {label}")
+    return True
+
+
 @pytest.mark.parametrize("fmt", FORMATS.values(), ids=FORMATS.keys())
 def test_depthwise_slices_gradients_everywhere(fmt: torch.memory_format) -> None:
     """The CPU depthwise path's own backward: strides that skip planes, dilation, padding
@@ -156,18 +173,8 @@ def test_depthwise_slices_gradients_everywhere(fmt: torch.memory_format) -> None
         x = torch.randn(2, 7, 9, 8, 7, dtype=torch.float64).contiguous(memory_format=fmt).requires_grad_()
         weight = torch.randn(7, 1, k, k, dtype=torch.float64, requires_grad=True)
         bias = torch.randn(7, dtype=torch.float64, requires_grad=True)
-        try:
-            expected = reference_acs_conv(x, weight, bias, stride, padding, dilation, 7)
-        except RuntimeError:  # input smaller than the dilated kernel
-            continue
-        got = acs_conv3d(x, weight, bias, stride, padding, dilation, 7)
-        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
-        probe = torch.randn_like(expected)
-        want = torch.autograd.grad((expected * probe).sum(), (x, weight, bias))
-        have = torch.autograd.grad((got * probe).sum(), (x, weight, bias))
-        for name, g, w in zip(("input", "weight", "bias"), have, want):
-            torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-9, msg=f"{name} {k=} {stride=} {dilation=} {padding=}")
-        checked += 1
+        label = f"{k=} {stride=} {dilation=} {padding=}"
+        checked += _matches_reference_with_gradients(x, weight, bias, stride, padding, dilation, 7, label)
     assert checked >= 40
 
 
@@ -189,18 +196,8 @@ def test_plane_conv_gradients_everywhere(slabs: str, monkeypatch: pytest.MonkeyP
         x = torch.randn(2, 10, 9, 8, 7, dtype=torch.float64).requires_grad_()
         weight = torch.randn(14, 10 // groups, k, k, dtype=torch.float64, requires_grad=True)
         bias = torch.randn(14, dtype=torch.float64, requires_grad=True)
-        try:
-            expected = reference_acs_conv(x, weight, bias, stride, padding, dilation, groups)
-        except RuntimeError:  # input smaller than the dilated kernel
-            continue
-        got = acs_conv3d(x, weight, bias, stride, padding, dilation, groups)
-        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
-        probe = torch.randn_like(expected)
-        want = torch.autograd.grad((expected * probe).sum(), (x, weight, bias))
-        have = torch.autograd.grad((got * probe).sum(), (x, weight, bias))
-        for name, g, w in zip(("input", "weight", "bias"), have, want):
-            torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-9, msg=f"{name} {k=} {stride=} {dilation=} {padding=} {groups=}")
-        checked += 1
+        label = f"{k=} {stride=} {dilation=} {padding=} {groups=}"
+        checked += _matches_reference_with_gradients(x, weight, bias, stride, padding, dilation, groups, label)
     assert checked >= 30 and {1, 2} <= set(calls)
     x = torch.randn(1, 10, 7, 6, 5, dtype=torch.float64)
     weight = torch.randn(9, 10, 3, 3, dtype=torch.float64)

@@ -31,6 +31,16 @@ def test_import_does_not_import_torch_or_napari() -> None:
     assert out == "[]"
 
 
+def test_segment_path_does_not_import_monai() -> None:
+    """MONAI takes seconds to import; the command line's segment path loads it only for
+    cases that need several windows."""
+    out = _run_python(
+        "import sys, napari_acs.cli, napari_acs.inference.batch, napari_acs.models.select; "
+        "napari_acs.cli.build_parser(); print('monai' in sys.modules)"
+    )
+    assert out == "False"
+
+
 def test_manifest_load_does_not_import_torch() -> None:
     out = _run_python(
         "import sys; from npe2 import PluginManifest; "

@@ -16,7 +16,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-from monai.inferers import sliding_window_inference
 from torch import nn
 
 from napari_acs.inference.device import resolve_device
@@ -124,6 +123,9 @@ def predict_regions(
                 if tuple(roi) == tuple(shape):  # one window: Gaussian blending would divide itself out
                     y = run(xi.to(target)).to(stitch)
                 else:
+                    # imported here: MONAI takes ~2.5 s to import and one-window cases never need it
+                    from monai.inferers import sliding_window_inference
+
                     y = sliding_window_inference(
                         xi, roi, batch, run, overlap=overlap, mode="gaussian",
                         sw_device=target, device=stitch,

@@ -186,10 +186,9 @@ def acs_conv3d(
                 b = None if bias is None else bias[lo:hi]
                 if plane_grad and axis:
                     pieces.append(PlaneConv.apply(x_in, w, b, axis, stride, conv_pad, dilation, g))
-                    continue
-                pad_channels = cl_inference and g == 1
-                w = cl_weight(w.unsqueeze(2 + axis))
-                pieces.append(_conv(x_in, w, b, stride, conv_pad, dilation, g, pad_channels))
+                else:
+                    w = cl_weight(w.unsqueeze(2 + axis))
+                    pieces.append(_conv(x_in, w, b, stride, conv_pad, dilation, g, cl_inference and g == 1))
         start += n
     if len(pieces) == 1:
         return pieces[0]

@@ -11,7 +11,6 @@ import argparse
 import csv
 import math
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -178,10 +177,14 @@ def test_patches_oversample_tumour_and_are_a_function_of_epoch_and_index():
     first = data[3]
     assert first[0].shape == (4, 16, 16, 16) and first[1].shape == (3, 16, 16, 16)
     assert torch.equal(data[3][1], first[1])
-    batches = [torch.cat([x for x, _ in DataLoader(data, batch_size=2, num_workers=n)]) for n in (0, 2)]
-    assert torch.equal(*batches)  # the same samples whatever the number of worker processes
+    # the same samples whatever the number of worker processes (floats from other processes:
+    # a tolerance far below any change of patch or augmentation)
+    loaded = [[torch.cat(parts) for parts in zip(*DataLoader(data, batch_size=2, num_workers=n))] for n in (0, 2)]
+    images, targets = zip(*loaded)  # (in this process, in 2 workers)
+    torch.testing.assert_close(images[1], images[0], rtol=1e-5, atol=1e-6)
+    assert (targets[1] != targets[0]).float().mean() <= 1e-3  # thresholded: a rounding may flip a voxel
     data.set_epoch(1)
-    assert not torch.equal(torch.stack([data[i][0] for i in range(8)]), batches[0])
+    assert not torch.equal(torch.stack([data[i][0] for i in range(8)]), images[0])
 
 
 def test_binary_metrics():
@@ -282,17 +285,18 @@ def test_cancel_saves_the_model_and_resume_reproduces_an_uninterrupted_run(cohor
     straight = finetune(FinetuneConfig(cohort, tmp_path / "straight", **common))
 
     stop = threading.Event()
-    stop_set_at = []
+    seen = []
 
     def on_event(event):
+        seen.append(event)
         if event["event"] == "epoch" and event["epoch"] == 2:
             stop.set()
-            stop_set_at.append(time.perf_counter())
 
     config = FinetuneConfig(cohort, tmp_path / "run", **common)
     first = finetune(config, cancel=stop, on_event=on_event)
     assert first.cancelled and first.epochs_completed == 2
-    assert time.perf_counter() - stop_set_at[0] < 10
+    stopped_at = next(i for i, e in enumerate(seen) if e["event"] == "epoch" and e["epoch"] == 2)
+    assert [e["event"] for e in seen[stopped_at + 1:]] == ["end"]  # not one more step once stop was set
     cancelled = load_model(first.last_checkpoint)  # a usable model, saved when cancelled
     assert cancelled.checkpoint_meta["training"]["cancelled_during_epoch"] == 3
     _, header = load_checkpoint(tmp_path / "run" / "best.safetensors")

@@ -1,5 +1,5 @@
 """Fine-tuning across processes: a run killed with SIGKILL resumes from its last epoch, and
-``torchrun`` with two CPU processes (Gloo) ends with identical weights on both ranks."""
+``torchrun`` with two CPU processes (Gloo) ends with the same weights on both ranks."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def test_sigkill_loses_at_most_one_epoch_and_resume_finishes(cohort, tmp_path):
     out = tmp_path / "run"
     command = [sys.executable, "-m", "napari_acs.training", str(cohort), "--out", str(out), "--epochs", "3", *FLAGS]
     process = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 120  # generous: only "does not hang"
     while _saved_epoch(out) is None and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
@@ -75,19 +75,18 @@ def test_sigkill_loses_at_most_one_epoch_and_resume_finishes(cohort, tmp_path):
 
 
 TORCHRUN_SCRIPT = """
-import hashlib, json, os, sys
+import json, os, sys
+import torch
 from napari_acs.training import FinetuneConfig, finetune
 
 config = FinetuneConfig(sys.argv[1], sys.argv[2], patch_size=32, batch_size=2, epochs=1, steps_per_epoch=2,
                         val_fraction=0.5)
 result = finetune(config)
-digest = hashlib.sha256()
-for key, value in sorted(result.model.state_dict().items()):
-    digest.update(key.encode())
-    digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-report = {"rank": int(os.environ["RANK"]), "world": int(os.environ["WORLD_SIZE"]), "sha256": digest.hexdigest(),
+rank = int(os.environ["RANK"])
+torch.save(result.model.state_dict(), os.path.join(sys.argv[3], f"rank{rank}.pt"))
+report = {"rank": rank, "world": int(os.environ["WORLD_SIZE"]),
           "val_dice_mean": result.history[-1]["val_dice_mean"], "train_loss": result.history[-1]["train_loss"]}
-with open(os.path.join(sys.argv[2], f"rank{report['rank']}.json"), "w") as stream:
+with open(os.path.join(sys.argv[3], f"rank{rank}.json"), "w") as stream:
     json.dump(report, stream)
 """
 
@@ -96,20 +95,25 @@ with open(os.path.join(sys.argv[2], f"rank{report['rank']}.json"), "w") as strea
 def test_torchrun_two_cpu_processes_agree_on_the_weights(cohort, tmp_path):
     script = tmp_path / "train.py"
     script.write_text(textwrap.dedent(TORCHRUN_SCRIPT))
-    out = tmp_path / "run"
+    out, reports = tmp_path / "run", tmp_path / "ranks"
+    reports.mkdir()
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    done = subprocess.run([*torchrun, str(script), str(cohort), str(out)], env=ENV, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run([*torchrun, str(script), str(cohort), str(out), str(reports)], env=ENV,
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    ranks = [json.loads((reports / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world"] for r in ranks] == [2, 2]
-    assert ranks[0]["sha256"] == ranks[1]["sha256"]
+    # the same weights and batch-norm statistics on both ranks: each rank saw other patches, so
+    # unsynchronised replicas would differ by about a learning rate (1e-3), far above the tolerance
+    weights = [torch.load(reports / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert weights[0].keys() == weights[1].keys()
+    for key, value in weights[0].items():
+        torch.testing.assert_close(weights[1][key], value, rtol=1e-6, atol=1e-7, msg=key)
     # losses and validation (one case per rank) are gathered: every rank reports the same numbers
-    assert ranks[0]["train_loss"] == ranks[1]["train_loss"]
-    assert ranks[0]["val_dice_mean"] == ranks[1]["val_dice_mean"]
+    assert ranks[1]["train_loss"] == pytest.approx(ranks[0]["train_loss"], rel=1e-6)
+    assert ranks[1]["val_dice_mean"] == pytest.approx(ranks[0]["val_dice_mean"], rel=1e-6)
     # only rank 0 writes the run folder
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["best.safetensors", "config.json", "history.csv", "last.safetensors", "rank0.json", "rank1.json",
-         "training_state.pt"]
+        ["best.safetensors", "config.json", "history.csv", "last.safetensors", "training_state.pt"]
     )
     assert json.loads((out / "config.json").read_text())["world_size"] == 2

@@ -14,8 +14,6 @@ from napari_acs.io import load_case
 from napari_acs.io.labels import SUB_REGION_COLOURS
 from nifti_cases import AFFINES, write_case
 
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
-
 
 def test_display_order_is_a_view_and_inverts() -> None:
     volume = np.arange(4 * 5 * 6).reshape(4, 5, 6)
@@ -72,7 +70,7 @@ def test_save_labels_layer_lands_on_the_source_grid(make_napari_viewer, tmp_path
     assert np.array_equal(np.asarray(written.dataobj), expected)
 
 
-def test_sample_case_opens_and_looks_like_mri(make_napari_viewer) -> None:
+def test_sample_case_opens_and_looks_like_mri(make_napari_viewer, screenshots_dir: Path) -> None:
     viewer = make_napari_viewer(show=True)
     layers = viewer.open_sample("napari-acs", "brats_sample")
     assert [layer._type_string for layer in layers] == ["image"] * 4 + ["labels"]
@@ -81,8 +79,7 @@ def test_sample_case_opens_and_looks_like_mri(make_napari_viewer) -> None:
     z = int(np.argmax((seg.data > 0).sum(axis=(1, 2))))
     viewer.dims.set_point(0, z * seg.scale[0])
     viewer.reset_view()
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    shot = viewer.screenshot(str(SCREENSHOTS / "sample_case.png"), canvas_only=False)
+    shot = viewer.screenshot(str(screenshots_dir / "sample_case.png"), canvas_only=False)
     canvas = viewer.screenshot(canvas_only=True)
     assert shot.std() > 10 and canvas[..., :3].std() > 10
     # grey MRI has no colour: strongly coloured pixels are the tumour overlay

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pathlib import Path
+
 from qtpy.QtCore import QPoint, Qt
 
 from napari_acs._napari._ortho import CROSSHAIR_NAME
@@ -20,7 +22,7 @@ def crosshair_point(layer) -> np.ndarray:
     return np.array([starts[(i + 1) % 3][i] for i in range(3)])
 
 
-def test_views_follow_clicks_and_layer_changes(make_napari_viewer, qtbot) -> None:
+def test_views_follow_clicks_and_layer_changes(make_napari_viewer, qtbot, screenshots_dir: Path) -> None:
     viewer = make_napari_viewer(show=True)
     viewer.window.resize(*WINDOW)
     layers = open_case(viewer, sample_case_path())
@@ -84,7 +86,7 @@ def test_views_follow_clicks_and_layer_changes(make_napari_viewer, qtbot) -> Non
     centre = np.argwhere(np.asarray(seg.data) > 0).mean(axis=0) * np.asarray(seg.scale)
     widget.go_to(tuple(centre))
     viewer.layers.selection.active = seg
-    shoot(viewer, qtbot, "ortho")
+    shoot(viewer, qtbot, screenshots_dir / "ortho.png")
 
     # closing the dock leaves the main viewer as it was
     viewer.window.remove_dock_widget(viewer.window._wrapped_dock_widgets["Orthogonal views (napari-acs)"])

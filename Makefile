@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.napari-acs-installed
 
-.PHONY: demo test env demo-model compare clean
+.PHONY: demo test env demo-model compare clean screenshots
 
 # (Re)install only when the install inputs changed.
 $(STAMP): pyproject.toml constraints.txt scripts/setup_env.sh
@@ -34,3 +34,7 @@ compare: $(STAMP)
 
 clean:
 	rm -rf build *.egg-info .pytest_cache
+
+# Refresh docs/screenshots/ from the tests that take them (`make test` saves them in a temporary folder).
+screenshots: $(STAMP)
+	NAPARI_ACS_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/test_napari_io.py tests/test_ortho.py tests/test_widgets.py

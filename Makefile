@@ -3,10 +3,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.napari-acs-installed
 
-.PHONY: demo test env demo-model compare clean screenshots
+.PHONY: demo test env lock demo-model compare clean screenshots
 
-# (Re)install only when the install inputs changed.
-$(STAMP): pyproject.toml constraints.txt scripts/setup_env.sh
+LOCKS := requirements/lock.txt requirements/lock-nodeps.txt
+
+# (Re)install only when the install inputs changed; the lock files pin every package.
+$(STAMP): pyproject.toml $(LOCKS) scripts/setup_env.sh
 	VENV=$(VENV) bash scripts/setup_env.sh
 	touch $(STAMP)
 
@@ -17,6 +19,15 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# Re-resolve the lock files from pyproject.toml, constraints.txt and requirements/nodeps.in
+# (after changing a dependency, or to move to newer versions; then `make test` and commit).
+UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --universal --python-version 3.10 \
+	--custom-compile-command "make lock"
+lock:
+	test -x $(VENV)/bin/uv || VENV=$(VENV) bash scripts/setup_env.sh
+	$(UV_COMPILE) pyproject.toml --extra test -c constraints.txt -o requirements/lock.txt
+	$(UV_COMPILE) requirements/nodeps.in --no-deps -o requirements/lock-nodeps.txt
 
 # Re-train the shipped demo checkpoint (about 30 min on 2 CPU cores).
 DEMO_TRAIN = $(VENV)/bin/napari-acs finetune runs/demo_cohort --out runs/demo_model --epochs 8 \

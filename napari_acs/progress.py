@@ -7,6 +7,7 @@ returns True to stop. They raise :class:`Cancelled` soon after it is set.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Protocol, Union
 
@@ -21,6 +22,24 @@ CancelSignal = Union[_EventLike, Callable[[], bool], None]
 
 class Cancelled(Exception):
     """Raised by a long operation when its cancel signal was set."""
+
+
+class CancelEvent(threading.Event):
+    """A ``threading.Event`` that also says why it was set (``reason``), for logs and run folders."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reason = ""
+
+    def set(self, reason: str = "cancelled") -> None:  # type: ignore[override]
+        if not self.is_set():
+            self.reason = reason
+        super().set()
+
+
+def cancel_reason(cancel: CancelSignal, default: str = "cancelled") -> str:
+    """Why ``cancel`` was set: a :class:`CancelEvent`'s reason, else ``default``."""
+    return getattr(cancel, "reason", "") or default
 
 
 def is_cancelled(cancel: CancelSignal) -> bool:

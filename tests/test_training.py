@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 
 from napari_acs.io.synthetic import make_cohort
 from napari_acs.models.checkpoint import load_checkpoint, load_model
+from napari_acs.progress import CancelEvent
 from napari_acs.training import (
     FinetuneConfig,
     LabelsCSVError,
@@ -284,13 +285,13 @@ def test_cancel_saves_the_model_and_resume_reproduces_an_uninterrupted_run(cohor
     common = dict(**SMALL, epochs=3, steps_per_epoch=2, val_fraction=0.2)
     straight = finetune(FinetuneConfig(cohort, tmp_path / "straight", **common))
 
-    stop = threading.Event()
+    stop = CancelEvent()
     seen = []
 
     def on_event(event):
         seen.append(event)
         if event["event"] == "epoch" and event["epoch"] == 2:
-            stop.set()
+            stop.set("stopped by the user")
 
     config = FinetuneConfig(cohort, tmp_path / "run", **common)
     first = finetune(config, cancel=stop, on_event=on_event)
@@ -299,6 +300,9 @@ def test_cancel_saves_the_model_and_resume_reproduces_an_uninterrupted_run(cohor
     assert [e["event"] for e in seen[stopped_at + 1:]] == ["end"]  # not one more step once stop was set
     cancelled = load_model(first.last_checkpoint)  # a usable model, saved when cancelled
     assert cancelled.checkpoint_meta["training"]["cancelled_during_epoch"] == 3
+    stopped = json.loads((tmp_path / "run" / "stopped.json").read_text())  # the run folder says so
+    assert stopped == {"stopped": True, "reason": "stopped by the user", "epoch": 3, "steps_done_in_epoch": 0,
+                       "epochs_completed": 2, "checkpoint": "last.safetensors"}
     _, header = load_checkpoint(tmp_path / "run" / "best.safetensors")
     assert header["meta"]["training"]["epochs_completed"] in (1, 2)
 
@@ -313,6 +317,7 @@ def test_cancel_saves_the_model_and_resume_reproduces_an_uninterrupted_run(cohor
     assert events[0]["start_epoch"] == 3
     assert [e["epoch"] for e in events if e["event"] == "epoch"] == [3]
     assert not resumed.cancelled and resumed.epochs_completed == 3
+    assert not (tmp_path / "run" / "stopped.json").exists()  # the resumed run finished: no stale notice
     for mine, reference in zip(resumed.history, straight.history):
         for key in ("epoch", "train_loss", "lr", "val_dice_WT", "val_dice_TC", "val_dice_ET"):
             assert mine[key] == pytest.approx(reference[key], rel=1e-6, abs=1e-7), key

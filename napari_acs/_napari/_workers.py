@@ -1,16 +1,21 @@
 """Backend calls off the GUI thread: progress relayed to the GUI, Cancel, one task at a time.
 
 The backend's long functions take ``progress(fraction, message)`` and ``cancel``
-(see :mod:`napari_acs.progress`) and run synchronously, so they run in a napari
-``FunctionWorker`` (a generator worker could only report between its own yields).
-Progress calls made in the worker thread are emitted as a Qt signal of an object
-living in the GUI thread, which Qt delivers there (queued). Cancel sets the
-``threading.Event`` the backend polls and calls ``worker.quit()``, which also drops
-the result of the abandoned task.
+(see :mod:`napari_acs.progress`) and run synchronously, so each job runs in a plain
+Python thread. The thread never touches a Qt object: progress, posted payloads and
+the outcome go into a thread-safe queue that a timer on the GUI thread drains
+(every :data:`POLL_MS`). So a widget, or the whole viewer, may be deleted while a
+job runs (napari closed mid-segmentation): its timer dies with it, the job is told
+to stop (its cancel event is set when the runner is destroyed), and what the job
+still reports goes nowhere. At interpreter exit, jobs that are still running are
+told to stop and awaited (:func:`stop_all_tasks`), so the process ends cleanly.
+A fine-tuning job treats the stop like its Stop button: it saves where it got to.
 """
 
 from __future__ import annotations
 
+import atexit
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -19,18 +24,73 @@ from typing import Any
 from qtpy.QtCore import QEventLoop, QObject, QTimer, Signal
 
 from napari_acs._napari._gl_safety import block_triton_after_mesa
-from napari_acs.progress import Cancelled
+from napari_acs.progress import CancelEvent, Cancelled
 
 Job = Callable[[Callable[[float, str], None], threading.Event], Any]
+#: How often the GUI thread collects what the running job reported (ms).
+POLL_MS = 30
+#: How long interpreter exit waits for a stopped job to end (s): a fine-tuning step and its save.
+EXIT_WAIT_S = 120.0
+
+_PROGRESS, _POST, _RETURNED, _FAILED = "progress", "post", "returned", "failed"
+
+
+class Task:
+    """One job in its own daemon thread; reports through :attr:`outbox` only (no Qt)."""
+
+    def __init__(self, job: Job) -> None:
+        self.cancel = CancelEvent()
+        self.outbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._job = job
+        self.thread = threading.Thread(target=self._run, name="napari-acs task", daemon=True)
+
+    def progress(self, fraction: float, message: str) -> None:
+        self.outbox.put((_PROGRESS, (fraction, message)))
+
+    def post(self, payload: Any) -> None:
+        self.outbox.put((_POST, payload))
+
+    def _run(self) -> None:
+        try:
+            self.outbox.put((_RETURNED, self._job(self.progress, self.cancel)))
+        except BaseException as exc:  # noqa: BLE001  (reported to the GUI, never raised in a thread)
+            self.outbox.put((_FAILED, exc))
+        finally:
+            _RUNNING.discard(self)
+
+
+#: Jobs whose thread is running, so that interpreter exit can stop and await them.
+_RUNNING: set[Task] = set()
+
+
+def stop_all_tasks(reason: str = "napari-acs is closing", timeout: float = EXIT_WAIT_S) -> None:
+    """Tell every running job to stop and wait for each (at most ``timeout`` s in all)."""
+    tasks = list(_RUNNING)
+    for task in tasks:
+        task.cancel.set(reason)
+    deadline = time.monotonic() + timeout
+    for task in tasks:
+        task.thread.join(max(0.0, deadline - time.monotonic()))
+
+
+# Registered at import, so it runs before napari's and Qt's own exit handlers (atexit is LIFO
+# and napari's Qt modules are imported before any plugin widget).
+atexit.register(stop_all_tasks)
+
+
+def _abandon(tasks: list[Task]) -> None:
+    """The runner was deleted (its widget or viewer closed): its job stops and reports to nobody."""
+    for task in tasks:
+        task.cancel.set("the window was closed")
 
 
 class TaskRunner(QObject):
-    """Runs one backend job at a time in a thread worker and reports back on the GUI thread.
+    """Runs one backend job at a time in a thread and reports back on the GUI thread.
 
-    ``job(progress, cancel)`` runs in the worker and may call :meth:`post` with any
+    ``job(progress, cancel)`` runs in the thread and may call :meth:`post` with any
     object. Signals (GUI thread): ``progressed(fraction, message)``, ``posted(object)``,
     ``succeeded(result)`` (not after Cancel), ``failed(exception)``, ``cancelled()``,
-    then ``stopped()`` once the worker thread has ended.
+    then ``stopped()`` once the job has ended.
     """
 
     progressed = Signal(float, str)
@@ -42,44 +102,40 @@ class TaskRunner(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._worker = None
-        self._cancel = threading.Event()
-        self._relay = _Relay(self)
-        self._relay.relayed.connect(self.progressed)
-        self._relay.carried.connect(self.posted)
+        self._task: Task | None = None
+        self._current: list[Task] = []  # shared with the destroyed handler, which outlives self
+        self._timer = QTimer(self)
+        self._timer.setInterval(POLL_MS)
+        self._timer.timeout.connect(self._drain)
+        current = self._current
+        self.destroyed.connect(lambda *_: _abandon(current))
 
     @property
     def busy(self) -> bool:
         """A job is running (or finishing after Cancel)."""
-        return self._worker is not None
+        return self._task is not None
 
     def start(self, job: Job) -> None:
-        """Start ``job`` in a worker thread; refused while another job runs."""
-        from napari.qt.threading import create_worker
-
+        """Start ``job`` in a thread; refused while another job runs."""
         if self.busy:
             raise RuntimeError("a task is already running; cancel it or wait for it to end")
         block_triton_after_mesa()  # jobs may import torch for the first time
-        self._cancel = threading.Event()
-        cancel, relay = self._cancel, self._relay
-        # errors are shown by the widget, not re-raised into napari's console handler
-        worker = create_worker(job, relay.relayed.emit, cancel, _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(self.succeeded)
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        worker.start()
+        task = Task(job)
+        self._task = task
+        self._current[:] = [task]
+        _RUNNING.add(task)
+        task.thread.start()
+        self._timer.start()
 
     def post(self, payload: Any) -> None:
-        """Send ``payload`` to the GUI thread's ``posted`` signal (callable from the worker)."""
-        self._relay.carried.emit(payload)
+        """Send ``payload`` to the GUI thread's ``posted`` signal (callable from the job's thread)."""
+        if self._task is not None:
+            self._task.post(payload)
 
     def cancel(self) -> None:
         """Ask the running job to stop (its backend raises ``Cancelled`` soon after)."""
-        if self._worker is None:
-            return
-        self._cancel.set()
-        self._worker.quit()
+        if self._task is not None:
+            self._task.cancel.set("cancelled by the user")
 
     def wait(self, timeout: float | None = None) -> bool:
         """Process Qt events until the job has ended (scripts, tests); False on timeout."""
@@ -94,19 +150,36 @@ class TaskRunner(QObject):
             self.stopped.disconnect(loop.quit)
         return True
 
-    def _on_error(self, exc: BaseException) -> None:
-        if not (isinstance(exc, Cancelled) or self._cancel.is_set()):
-            self.failed.emit(exc)
+    def _drain(self) -> None:
+        task = self._task
+        if task is None:
+            self._timer.stop()
+            return
+        while True:
+            try:
+                kind, value = task.outbox.get_nowait()
+            except queue.Empty:
+                return
+            if kind == _PROGRESS:
+                self.progressed.emit(*value)
+            elif kind == _POST:
+                self.posted.emit(value)
+            else:
+                self._finish(task, kind, value)
+                return
 
-    def _on_finished(self) -> None:
-        self._worker = None
-        if self._cancel.is_set():
+    def _finish(self, task: Task, kind: str, value: Any) -> None:
+        self._task = None
+        self._current.clear()
+        self._timer.stop()
+        task.thread.join()  # it has reported its outcome: only its last lines are left
+        if kind == _RETURNED:
+            if task.cancel.is_set():
+                self.cancelled.emit()
+            else:
+                self.succeeded.emit(value)
+        elif task.cancel.is_set():
             self.cancelled.emit()
+        elif not isinstance(value, Cancelled):
+            self.failed.emit(value)
         self.stopped.emit()
-
-
-class _Relay(QObject):
-    """Lives in the GUI thread; its signals, emitted from the worker, are queued to the GUI."""
-
-    relayed = Signal(float, str)
-    carried = Signal(object)

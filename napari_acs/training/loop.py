@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from napari_acs.models.checkpoint import save_checkpoint
 from napari_acs.models.factory import create_model
 from napari_acs.models.registry import get_preset
-from napari_acs.progress import CancelSignal, Cancelled, ProgressCallback, check_cancel, report
+from napari_acs.progress import CancelSignal, Cancelled, ProgressCallback, cancel_reason, check_cancel, report
 from napari_acs.training.augment import Augmentation
 from napari_acs.training.cohort import (
     CohortCase,
@@ -62,10 +62,12 @@ from napari_acs.training.mgmt import LabelsCSVError, match_labels, read_mgmt_csv
 from napari_acs.training.state import (
     BEST_CHECKPOINT,
     LAST_CHECKPOINT,
+    clear_stopped,
     prepare_run_folder,
     save_state,
     write_config,
     write_history,
+    write_stopped,
 )
 from napari_acs.training.step import train_step
 
@@ -275,11 +277,13 @@ class _Run:
                 "steps_per_epoch": self.steps, "preset": self.preset.to_dict(), "warnings": self.warnings,
             })
             write_history(cfg.out_dir, history)
+            clear_stopped(cfg.out_dir)
         self._emit("start", task=cfg.task, epochs=cfg.epochs, start_epoch=start, steps_per_epoch=self.steps,
                    monitor=self.monitor, train_ids=self.train_ids, val_ids=self.val_ids, out_dir=str(cfg.out_dir))
         self.warm = False
         cancelled = False
         epoch = start
+        self.steps_done = 0  # in the epoch in progress
         try:
             for epoch in range(start, cfg.epochs + 1):
                 row = self._train_epoch(epoch)
@@ -288,11 +292,14 @@ class _Run:
                 self._end_epoch(epoch, row, history)
         except Cancelled:
             cancelled = True
+            reason = cancel_reason(self.cancel, "stopped")
             if ctx.is_main:
-                save_checkpoint(self.model, cfg.out_dir / LAST_CHECKPOINT, overwrite=True,
-                                **self._meta(len(history), history[-1] if history else {}, cancelled_in=epoch))
+                last = save_checkpoint(self.model, cfg.out_dir / LAST_CHECKPOINT, overwrite=True,
+                                       **self._meta(len(history), history[-1] if history else {}, cancelled_in=epoch))
+                write_stopped(cfg.out_dir, reason=reason, epoch=epoch, steps_done=self.steps_done,
+                              epochs_completed=len(history), checkpoint=last)
             report(self.progress, 0.0 if not history else len(history) / cfg.epochs,
-                   f"cancelled in epoch {epoch}: current model saved to {LAST_CHECKPOINT}")
+                   f"{reason}: stopped in epoch {epoch}, current model saved to {LAST_CHECKPOINT}")
         ctx.barrier()
         result = FinetuneResult(
             history=history,
@@ -330,6 +337,7 @@ class _Run:
         self.net.train()
         losses, times = [], []
         began = time.perf_counter()
+        self.steps_done = 0
         for step, (x, y) in enumerate(loader, 1):
             check_cancel(self.cancel, "fine-tuning")
             tic = time.perf_counter()
@@ -344,6 +352,7 @@ class _Run:
             if self.warm:  # the process's first step includes one-off allocation and set-up
                 times.append(time.perf_counter() - tic)
             self.warm = True
+            self.steps_done = step
             losses.append(value)
             lr = self.scheduler.get_last_lr()[0]
             report(self.progress, self._fraction(epoch, step),

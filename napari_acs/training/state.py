@@ -30,6 +30,8 @@ LAST_CHECKPOINT = "last.safetensors"
 BEST_CHECKPOINT = "best.safetensors"
 HISTORY_FILE = "history.csv"
 CONFIG_FILE = "config.json"
+#: Written when a run stops early (Stop, Ctrl-C, napari closed): why, where, which checkpoint.
+STOPPED_FILE = "stopped.json"
 RUN_FILES = (STATE_FILE, LAST_CHECKPOINT, BEST_CHECKPOINT, HISTORY_FILE, CONFIG_FILE)
 STATE_FORMAT = "napari_acs.training_state"
 STATE_VERSION = 1
@@ -110,6 +112,19 @@ def write_config(out_dir: Path, config: FinetuneConfig, extra: dict[str, Any]) -
     """``config.json``: the run's configuration plus ``extra`` (split, model preset, command line)."""
     text = json.dumps({"config": config.to_dict(), **extra}, indent=2, sort_keys=True, default=str)
     return atomic_write_text(Path(out_dir) / CONFIG_FILE, text + "\n")
+
+
+def write_stopped(out_dir: Path, *, reason: str, epoch: int, steps_done: int, epochs_completed: int,
+                  checkpoint: Path | None) -> Path:
+    """``stopped.json``: why and where a run stopped early, and the checkpoint saved then."""
+    record = {"stopped": True, "reason": reason, "epoch": epoch, "steps_done_in_epoch": steps_done,
+              "epochs_completed": epochs_completed, "checkpoint": None if checkpoint is None else checkpoint.name}
+    return atomic_write_text(Path(out_dir) / STOPPED_FILE, json.dumps(record, indent=2) + "\n")
+
+
+def clear_stopped(out_dir: Path) -> None:
+    """Remove ``stopped.json`` of an earlier run that this run continues or replaces."""
+    (Path(out_dir) / STOPPED_FILE).unlink(missing_ok=True)
 
 
 def _cell(value: Any) -> str:

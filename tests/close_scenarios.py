@@ -83,6 +83,23 @@ def close_segmenting(work: Path) -> None:
     close_while_busy(viewer, {"segmentation": widget.runner})
 
 
+def close_dock_segmenting(work: Path) -> None:
+    """The Segment dock widget is closed while it runs; the viewer goes on, then is closed."""
+    viewer, widget = segmenting_viewer()
+    runner = widget.runner
+    viewer.window.remove_dock_widget(widget)
+    print("dock closed while busy: segmentation" if runner.busy else "segmentation had ended", flush=True)
+    from napari_acs._napari._workers import _RUNNING
+
+    process_until(lambda: not _RUNNING, 30, "the closed widget's job to stop")  # cancelled, not finished
+    end = time.monotonic() + 1
+    process_until(lambda: time.monotonic() > end, 10, "the viewer to go on")
+    assert not any(layer.name.endswith("prediction") for layer in viewer.layers), "a closed widget added a layer"
+    viewer.layers.selection.active = viewer.layers[0]  # the viewer still works
+    print("the closed widget's job stopped", flush=True)
+    viewer.close()
+
+
 def quit_segmenting(work: Path) -> None:
     """The application quits (File > Exit, Ctrl+Q) while Segment runs, from napari's event loop."""
     from qtpy.QtCore import QTimer
@@ -145,7 +162,8 @@ def two_viewers(work: Path) -> None:
     viewer.close()
 
 
-SCENARIOS = {f.__name__: f for f in (dock_and_close, close_loading, close_segmenting, quit_segmenting,
+SCENARIOS = {f.__name__: f for f in (dock_and_close, close_loading, close_segmenting, close_dock_segmenting,
+                                     quit_segmenting,
                                      close_classifying, close_finetuning, two_viewers)}
 
 if __name__ == "__main__":

@@ -42,6 +42,13 @@ def test_closing_the_viewer_while_a_job_runs_exits_cleanly(name: str, jobs: list
 
 
 @pytest.mark.slow
+def test_closing_the_dock_widget_while_segmenting_leaves_the_viewer_working(tmp_path: Path) -> None:
+    result = run_scenario("close_dock_segmenting", tmp_path)
+    assert "dock closed while busy: segmentation" in result.stdout
+    assert "the closed widget's job stopped" in result.stdout
+
+
+@pytest.mark.slow
 def test_quitting_the_app_while_segmenting_exits_cleanly(tmp_path: Path) -> None:
     result = run_scenario("quit_segmenting", tmp_path)
     assert "quit while busy: segmentation" in result.stdout

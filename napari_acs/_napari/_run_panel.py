@@ -24,7 +24,7 @@ from qtpy.QtWidgets import (
 
 from napari_acs._napari._current import current_case
 from napari_acs._napari._ui import MessageLabel, error_text
-from napari_acs._napari._workers import Job, TaskRunner
+from napari_acs._napari._workers import Job, StopsJobsWhenClosed, TaskRunner
 
 DEVICES = (("Auto (GPU if available)", "auto"), ("CPU", "cpu"), ("CUDA GPU", "cuda"))
 NO_CASE = "Open a BraTS case first (Load BraTS case widget, or File ▸ Open)."
@@ -127,7 +127,7 @@ def connect_case_changes(viewer: Any, slot: Callable[..., None]) -> None:
         event.connect(slot)
 
 
-class ModelRunWidget(QWidget):
+class ModelRunWidget(StopsJobsWhenClosed, QWidget):
     """Base of the dock widgets that run a model on the current case.
 
     Subclasses set ``viewer``, ``choice`` (a ``ModelChoice``) and ``panel`` (a :class:`RunPanel`).

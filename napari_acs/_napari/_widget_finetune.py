@@ -31,7 +31,7 @@ from napari_acs._napari._curves import CurvePlot
 from napari_acs._napari._model_choice import BackendInfo, load_backend
 from napari_acs._napari._run_panel import DEVICES
 from napari_acs._napari._ui import MessageLabel, PathEdit, error_text
-from napari_acs._napari._workers import TaskRunner
+from napari_acs._napari._workers import StopsJobsWhenClosed, TaskRunner
 
 if TYPE_CHECKING:
     import napari
@@ -55,7 +55,7 @@ def run_finetune(settings: dict[str, Any], post: Any, progress: Any, cancel: Any
     return finetune(config, progress=progress, cancel=cancel, on_event=post)
 
 
-class FinetuneWidget(QWidget):
+class FinetuneWidget(StopsJobsWhenClosed, QWidget):
     """Dock widget: fine-tune a preset on a BraTS cohort and watch it learn."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:

@@ -17,7 +17,7 @@ from qtpy.QtWidgets import (
 from napari_acs._napari._layers import DEFAULT_VISIBLE, MODALITY_NAMES, case_layer_data
 from napari_acs._napari._results import RegionLegend
 from napari_acs._napari._ui import MessageLabel, PathEdit, error_text
-from napari_acs._napari._workers import TaskRunner
+from napari_acs._napari._workers import StopsJobsWhenClosed, TaskRunner
 
 if TYPE_CHECKING:
     import napari
@@ -45,7 +45,7 @@ def case_summary(case: Any) -> str:
     )
 
 
-class LoadWidget(QWidget):
+class LoadWidget(StopsJobsWhenClosed, QWidget):
     """Open a BraTS case (folder or files) with the plugin's reader; show what went wrong."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from qtpy.QtCore import QEventLoop, QObject, QTimer, Signal
+from qtpy.QtCore import QEvent, QEventLoop, QObject, QTimer, Signal
 
 from napari_acs._napari._gl_safety import block_triton_after_mesa
 from napari_acs.progress import CancelEvent, Cancelled
@@ -132,10 +132,10 @@ class TaskRunner(QObject):
         if self._task is not None:
             self._task.post(payload)
 
-    def cancel(self) -> None:
+    def cancel(self, reason: str = "cancelled by the user") -> None:
         """Ask the running job to stop (its backend raises ``Cancelled`` soon after)."""
         if self._task is not None:
-            self._task.cancel.set("cancelled by the user")
+            self._task.cancel.set(reason)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Process Qt events until the job has ended (scripts, tests); False on timeout."""
@@ -183,3 +183,18 @@ class TaskRunner(QObject):
         elif not isinstance(value, Cancelled):
             self.failed.emit(value)
         self.stopped.emit()
+
+
+class StopsJobsWhenClosed:
+    """Mixin for dock widgets (before the Qt class): closing the panel stops the widget's jobs.
+
+    napari's dock "x" (``Window.remove_dock_widget``) takes the widget out of its dock
+    without deleting it; every :class:`TaskRunner` under the widget is then told to stop
+    (fine-tuning saves where it got to), and their results are not shown.
+    """
+
+    def event(self, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.ParentChange and self.parent() is None:
+            for runner in self.findChildren(TaskRunner):
+                runner.cancel("the panel was closed")
+        return super().event(event)

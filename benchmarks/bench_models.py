@@ -21,11 +21,11 @@ CHILD = r"""
 import json, resource, time, torch
 torch.set_num_threads({threads})
 from napari_acs.models import create_model
-from napari_acs.models.memory_format import channels_last_inference
-model = create_model({name!r}, conv={conv!r}, pretrained=False).eval()
+from napari_acs.models.memory_format import to_channels_last
+model = to_channels_last(create_model({name!r}, conv={conv!r}, pretrained=False).eval())
 x = torch.randn(1, 4, {size}, {size}, {size}).contiguous(memory_format=torch.channels_last_3d)
 result = dict()
-with torch.inference_mode(), channels_last_inference(model):
+with torch.inference_mode():
     for part, net in (("encoder", model.encoder), ("unet", model)):
         net(x[..., :64, :64, :64])
         times = []

@@ -32,5 +32,6 @@ def run_headless() -> int:
         print(f"{region:<8}{m['dice']:>8.3f}{m['hd95']:>10.2f}{m['volume_ml_pred']:>10.1f}{m['volume_ml_ref']:>10.1f}")
     print(f"time: load {loaded - start:.1f} s, model {built - loaded:.1f} s, segment {done - built:.1f} s")
     if not selected.trained:
-        print("NOTE: the model is UNTRAINED (no demo checkpoint shipped yet): the Dice above is meaningless.")
+        print("NOTE: the model is UNTRAINED (the demo checkpoint is missing from sample_data/demo_model/): "
+              "the Dice above is meaningless.")
     return 0

@@ -174,7 +174,7 @@ def test_cuda_amp_segmentation_matches_cpu() -> None:
     cpu = segment(case, model, device="cpu", amp=False)
     seen: list[str] = []
     gpu = segment(case, model, progress=lambda f, m: seen.append(m))  # device="auto" picks CUDA
-    assert next(model.parameters()).is_cuda and seen[-1].startswith("segmented")
+    assert not next(model.parameters()).is_cuda and seen[-1].startswith("segmented")  # the engine moved its copy
     agreement = brats_metrics(gpu, cpu, case.spacing, convention=case.convention)
     assert all(agreement[r]["dice"] > 0.99 for r in ("WT", "TC", "ET"))
     ref = brats_metrics(gpu, case.label, case.spacing, convention=case.convention)
@@ -192,7 +192,7 @@ def test_cuda_mgmt_classification_matches_cpu() -> None:
     case = load_case(sample_case_path())
     cpu = classify(case, model, device="cpu")
     gpu = classify(case, model, device="cuda")
-    assert next(model.parameters()).is_cuda and 0 < gpu < 1
+    assert not next(model.parameters()).is_cuda and 0 < gpu < 1  # the caller's model stays where it was
     assert abs(cpu - gpu) < 0.01  # float32 on both; cuDNN may use TF32 convolutions
 
 
@@ -220,5 +220,29 @@ def test_cuda_out_of_memory_retries_then_falls_back_to_cpu() -> None:
         "GPU out of memory again: falling back to the CPU (slower)",
     ]
     assert any("falling back to the CPU" in m for m in messages)
-    assert next(model.parameters()).device.type == "cpu"
     np.testing.assert_allclose(probs, expected, atol=1e-5)
+
+
+@pytest.mark.gpu
+def test_out_of_memory_fallback_moves_only_the_engines_copy() -> None:
+    """The caller's model, on the GPU, is where and as it was after the engine fell back to the CPU."""
+    from napari_acs.inference import Segmenter
+    from napari_acs.models import create_model
+    from test_engine import model_state
+
+    torch.manual_seed(0)
+    model = create_model("tf_efficientnet_lite0", conv="acs", pretrained=False).cuda().train()
+    before = model_state(model)
+    engine = Segmenter(model, device="cuda")
+    image = np.random.default_rng(0).standard_normal((4, 96, 96, 80)).astype(np.float32)
+    torch.cuda.empty_cache()
+    free = torch.cuda.mem_get_info()[1]
+    torch.cuda.set_per_process_memory_fraction(256 * 2**20 / free)  # the two copies fit, activations do not
+    try:
+        with pytest.warns(RuntimeWarning, match="GPU out of memory"):
+            engine.predict_regions(image)
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+        torch.cuda.empty_cache()
+    assert engine.device.type == "cpu" and next(engine.network.parameters()).device.type == "cpu"
+    assert model_state(model) == before

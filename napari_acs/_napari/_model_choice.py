@@ -50,6 +50,23 @@ class ModelSpec:
         return select_model(self.name if self.kind == "preset" else None, conv=self.conv, task=self.task)
 
 
+class EngineCache:
+    """A widget's own engine, built in its worker and kept while the model, device and
+    options stay the same (building one takes seconds). One per widget: never shared."""
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._value: Any = None
+
+    def get(self, key: tuple, build: Any) -> Any:
+        """The kept value for ``key``, or ``build()`` (the old one is dropped first, freeing its memory)."""
+        if key != self._key:
+            self._key, self._value = None, None
+            self._value = build()
+            self._key = key
+        return self._value
+
+
 @dataclass(frozen=True)
 class BackendInfo:
     """What the widgets need from the backend: presets, the demo checkpoint, CUDA."""
@@ -70,7 +87,7 @@ def load_backend(progress: Any = None, cancel: Any = None) -> BackendInfo:
 
     import napari_acs.inference
     import napari_acs.metrics
-    import napari_acs.training.cohort  # Classify's input preparation
+    import napari_acs.inference.preprocess  # noqa: F401 (Classify's input preparation)
     import napari_acs.training.loop  # Fine-tune
     import napari_acs.training.plots  # noqa: F401 (the curves' axis ticks)
     from napari_acs.models.registry import get_preset, list_models

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from qtpy.QtWidgets import QLabel, QProgressBar
 
 from napari_acs._napari._current import current_case
-from napari_acs._napari._model_choice import ModelChoice, ModelSpec
+from napari_acs._napari._model_choice import EngineCache, ModelChoice, ModelSpec
 from napari_acs._napari._run_panel import ModelRunWidget, RunPanel, connect_case_changes
 from napari_acs._napari._ui import column, group_box
 
@@ -32,18 +32,23 @@ class MGMTResult:
     seconds: float
 
 
-def run_classification(case: Any, spec: ModelSpec, *, device: str, progress: Any, cancel: Any) -> MGMTResult:
-    """Worker job: load the classification checkpoint and classify the case."""
-    start = time.perf_counter()
-    progress(0.1, "loading the model")
-    selected = spec.select()
-    task = getattr(selected.model, "create_kwargs", {}).get("task")
-    if task != "classification":
-        raise ValueError(f"{spec.checkpoint}: a {task} model; Classify MGMT needs a classification checkpoint")
-    progress(0.4, "classifying")
-    from napari_acs.inference import classify
+def run_classification(case: Any, spec: ModelSpec, *, device: str, engines: EngineCache, progress: Any,
+                       cancel: Any) -> MGMTResult:
+    """Worker job: load the classification checkpoint into the widget's engine (or reuse it), classify."""
+    from napari_acs.inference import Classifier
 
-    p = classify(case, selected.model, device=device, cancel=cancel)
+    def build() -> tuple[Any, Any]:
+        progress(0.1, "loading the model")
+        selected = spec.select()
+        task = getattr(selected.model, "create_kwargs", {}).get("task")
+        if task != "classification":
+            raise ValueError(f"{spec.checkpoint}: a {task} model; Classify MGMT needs a classification checkpoint")
+        return selected, Classifier(selected.model, device=device)
+
+    start = time.perf_counter()
+    selected, engine = engines.get((spec.cache_key(), device), build)
+    progress(0.4, "classifying")
+    p = engine.classify(case, cancel=cancel)
     return MGMTResult(case.case_id, p, POSITIVE if p >= THRESHOLD else NEGATIVE, selected.description,
                       time.perf_counter() - start)
 
@@ -55,6 +60,7 @@ class ClassifyWidget(ModelRunWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.result: MGMTResult | None = None
+        self._engines = EngineCache()  # this widget's own engine
         self.case_label = QLabel()
         self.choice = ModelChoice("classification", presets=False)
         self.panel = RunPanel("Classify")
@@ -94,9 +100,9 @@ class ClassifyWidget(ModelRunWidget):
         if spec.checkpoint is None:
             self.message.show_message("Choose a classification checkpoint (.safetensors) first.", "warning")
             return
-        device = self.device.currentData()
+        device, engines = self.device.currentData(), self._engines
         self.panel.start(lambda progress, cancel: run_classification(
-            case, spec, device=device, progress=progress, cancel=cancel), f"Classifying {case.case_id}…")
+            case, spec, device=device, engines=engines, progress=progress, cancel=cancel), f"Classifying {case.case_id}…")
 
     def _show_result(self, result: MGMTResult) -> None:
         self.result = result

@@ -31,7 +31,7 @@ from napari_acs._napari._current import (
     reference_layer,
 )
 from napari_acs._napari._layers import labels_layer_kwargs, to_display
-from napari_acs._napari._model_choice import ModelChoice, ModelSpec
+from napari_acs._napari._model_choice import EngineCache, ModelChoice, ModelSpec
 from napari_acs._napari._results import RegionLegend, ResultsTable
 from napari_acs._napari._run_panel import ModelRunWidget, RunPanel, connect_case_changes
 from napari_acs._napari._ui import column, error_text, group_box
@@ -43,9 +43,6 @@ if TYPE_CHECKING:
 NIFTI_FILTER = "NIfTI (*.nii.gz *.nii)"
 #: Quiet time after a label edit before volumes and metrics are measured again (ms).
 EDIT_DEBOUNCE_MS = 400
-#: The last model built, kept while the spec is unchanged (building one takes seconds); shared by
-#: the Segment widgets of this process, which run one job at a time.
-_MODEL_CACHE: dict = {}
 
 
 @dataclass
@@ -74,22 +71,22 @@ def measure(case: Any, labels: np.ndarray, reference: np.ndarray | None) -> tupl
 
 def run_segmentation(
     case: Any, spec: ModelSpec, *, device: str, tta: bool, reference: np.ndarray | None,
-    cache: dict, progress: Any, cancel: Any,
+    engines: EngineCache, progress: Any, cancel: Any,
 ) -> SegmentationResult:
-    """Worker job: build (or reuse) the model, segment the case, measure the result."""
-    from napari_acs.inference import resolve_device, segment
+    """Worker job: build (or reuse) the widget's engine, segment the case, measure the result."""
+    from napari_acs.inference import Segmenter
     from napari_acs.progress import check_cancel
 
-    start = time.perf_counter()
-    key = spec.cache_key()
-    if key not in cache:
+    def build() -> tuple[Any, Any]:
         progress(0.0, "building the model")
-        cache.clear()
-        cache[key] = spec.select()
-    selected = cache[key]
+        selected = spec.select()
+        return selected, Segmenter(selected.model, device=device, tta=tta)
+
+    start = time.perf_counter()
+    selected, engine = engines.get((spec.cache_key(), device, tta), build)
     check_cancel(cancel, "segmentation")
-    resolved = str(resolve_device(device))
-    labels = segment(case, selected.model, device=resolved, tta=tta, progress=progress, cancel=cancel)
+    resolved = str(engine.device)
+    labels = engine.segment(case, progress=progress, cancel=cancel)
     progress(1.0, "measuring volumes" + (" and metrics" if reference is not None else ""))
     volumes, metrics = measure(case, labels, reference)
     # built here, off the GUI thread (a layer object touches no Qt until it is added)
@@ -106,6 +103,7 @@ class SegmentWidget(ModelRunWidget):
         self.viewer = napari_viewer
         self.result: SegmentationResult | None = None
         self._table_case: Any | None = None  # the case the table describes
+        self._engines = EngineCache()  # this widget's own engine
 
         self.case_label = QLabel()
         self.case_label.setWordWrap(True)
@@ -183,9 +181,9 @@ class SegmentWidget(ModelRunWidget):
             return
         ref = reference_layer(self.viewer, case)
         reference = canonical_labels(ref) if ref is not None else None
-        spec, dev, tta, cache = self.choice.spec(), self.device.currentData(), self.tta.isChecked(), _MODEL_CACHE
+        spec, dev, tta, engines = self.choice.spec(), self.device.currentData(), self.tta.isChecked(), self._engines
         self.panel.start(lambda progress, cancel: run_segmentation(
-            case, spec, device=dev, tta=tta, reference=reference, cache=cache, progress=progress, cancel=cancel),
+            case, spec, device=dev, tta=tta, reference=reference, engines=engines, progress=progress, cancel=cancel),
             f"Segmenting {case.case_id}…")
 
     def _show_result(self, result: SegmentationResult) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from torch import nn
 
-from napari_acs.inference.predict import segment
+from napari_acs.inference.engine import Segmenter
 from napari_acs.io import BratsInputError, default_seg_name, find_cases, load_case, save_segmentation
 from napari_acs.io.files import atomic_write_text
 from napari_acs.metrics import volumes_ml
@@ -51,7 +51,7 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
 def segment_cases(
     inputs: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
-    model: nn.Module,
+    model: nn.Module | Segmenter,
     *,
     device: str = "auto",
     tta: bool = False,
@@ -60,7 +60,12 @@ def segment_cases(
     progress: ProgressCallback | None = None,
     cancel: CancelSignal = None,
 ) -> list[CaseResult]:
-    """Segment every case of ``inputs`` into ``out_dir``; returns one result per case."""
+    """Segment every case of ``inputs`` into ``out_dir``; returns one result per case.
+
+    ``model`` is a :class:`Segmenter` (used as it is) or a model, for which one engine
+    is built (``device``, ``tta``) and used for every case.
+    """
+    engine = model if isinstance(model, Segmenter) else Segmenter(model, device=device, tta=tta)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table = out / VOLUMES_CSV
@@ -71,8 +76,8 @@ def segment_cases(
         raise BratsInputError(Path(inputs[0]) if inputs else out, "no BraTS case found")
     atomic_write_text(
         out / RUN_JSON,
-        json.dumps({"inputs": [str(p) for p in paths], "device": device, "tta": tta,
-                    "model": getattr(model, "create_kwargs", None), **(run_info or {})}, indent=2),
+        json.dumps({"inputs": [str(p) for p in paths], "device": str(engine.device), "tta": engine.tta,
+                    "model": getattr(engine.network, "create_kwargs", None), **(run_info or {})}, indent=2),
     )
     results: list[CaseResult] = []
     for index, path in enumerate(paths):
@@ -89,7 +94,7 @@ def segment_cases(
             target = out / default_seg_name(case)
             if target.exists() and not overwrite:
                 raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
-            labels = segment(case, model, device=device, tta=tta, progress=case_progress, cancel=cancel)
+            labels = engine.segment(case, progress=case_progress, cancel=cancel)
             result.output = save_segmentation(labels, case, target, overwrite=overwrite)
             result.volumes_ml = volumes_ml(labels, case.spacing, case.convention)
         except (BratsInputError, FileExistsError) as exc:

@@ -7,9 +7,6 @@ and then writes a channels-last output, so the format survives the whole network
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import torch
 from torch import nn
 
@@ -42,26 +39,18 @@ def _keep_channels_last(module: nn.Module, args: tuple, output: torch.Tensor) ->
     return None
 
 
-@contextlib.contextmanager
-def channels_last_inference(model: nn.Module) -> Iterator[nn.Module]:
-    """Run ``model`` channels-last while the context is open.
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """Lay ``model`` out for channels-last CPU inference, in place (for an engine's own copy).
 
-    The weights of native ``nn.Conv3d`` layers are laid out channels-last (ACS layers
-    keep 2D weights; their operator does it per call) and every convolution's output
-    is kept channels-last. On exit the layers get their own weight tensors back, so
-    training afterwards is not affected (the channels-last copies, made under
-    ``torch.inference_mode``, could not take part in autograd).
+    The weights of native ``nn.Conv3d`` layers get channels-last strides (ACS layers keep
+    2D weights; their operator lays kernels out per call) and every convolution keeps a
+    channels-last input's output channels-last (a forward hook). One way: meant for the
+    private, inference-only copy of :class:`napari_acs.inference.Segmenter`.
     """
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv3d)]  # ACS layers keep the format themselves
-    originals = {m: m.weight.data for m in convs if not is_channels_last(m.weight)}
     with torch.no_grad():
-        for m, weight in originals.items():
-            m.weight.data = channels_last_weight(weight)
-    handles = [m.register_forward_hook(_keep_channels_last) for m in convs]
-    try:
-        yield model
-    finally:
-        for handle in handles:
-            handle.remove()
-        for m, weight in originals.items():  # the very tensors (never inference-mode copies)
-            m.weight.data = weight
+        for m in model.modules():
+            if isinstance(m, nn.Conv3d):  # ACS layers keep the format themselves
+                if not is_channels_last(m.weight):
+                    m.weight.data = channels_last_weight(m.weight.data)
+                m.register_forward_hook(_keep_channels_last)
+    return model

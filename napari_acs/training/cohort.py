@@ -13,10 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from napari_acs.inference.predict import BRAIN_MARGIN
+from napari_acs.inference.preprocess import BRAIN_MARGIN, classification_input, pad_to
 from napari_acs.io import BratsInputError, brain_bbox, find_case_files, find_cases, load_case, zscore_in_mask
 from napari_acs.progress import CancelSignal, check_cancel
 
@@ -106,42 +104,18 @@ def split_subjects(
     return [ids[i] for i in order if i not in val_set], [ids[i] for i in order if i in val_set]
 
 
-def _pad_to(array: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-    """Zero-pad the last three axes symmetrically up to at least ``shape``."""
-    pads = [(0, 0)] * (array.ndim - 3)
-    for size, target in zip(array.shape[-3:], shape):
-        extra = max(int(target) - size, 0)
-        pads.append((extra // 2, extra - extra // 2))
-    return np.pad(array, pads) if any(p != (0, 0) for p in pads) else array
-
-
 def segmentation_case(folder: Path, patch_size: Sequence[int], seed: int = 0) -> SegmentationCase:
     """Load one case and cache it for segmentation training (see :class:`SegmentationCase`)."""
     case = load_case(folder)
     if case.label is None:
         raise BratsInputError(folder, "has no segmentation (seg) file, needed for training")
     box = brain_bbox(case.image, margin=BRAIN_MARGIN)
-    image = _pad_to(zscore_in_mask(case.image[(slice(None), *box)]).astype(np.float16), patch_size)
-    labels = _pad_to(case.label[box], patch_size)
+    image = pad_to(zscore_in_mask(case.image[(slice(None), *box)]).astype(np.float16), patch_size)
+    labels = pad_to(case.label[box], patch_size)
     tumour = np.argwhere(labels > 0).astype(np.int32)
     if len(tumour) > MAX_TUMOUR_POINTS:
         tumour = tumour[np.random.default_rng(seed).choice(len(tumour), MAX_TUMOUR_POINTS, replace=False)]
     return SegmentationCase(case.case_id, image, labels, case.convention, case.spacing, tumour)
-
-
-def classification_input(image: np.ndarray, size: Sequence[int]) -> np.ndarray:
-    """Network input of the classifier: brain crop, z-scored, padded to a cube, resized.
-
-    ``image`` raw (C, X, Y, Z) -> float32 (C, *size). The cube padding keeps the
-    brain's proportions; downsizing averages (area), upsizing is trilinear.
-    """
-    box = brain_bbox(image)
-    crop = zscore_in_mask(image[(slice(None), *box)])
-    side = max(crop.shape[1:])
-    cube = torch.from_numpy(_pad_to(crop, (side, side, side)))[None]
-    mode = "area" if side >= max(size) else "trilinear"
-    resized = F.interpolate(cube, size=tuple(int(s) for s in size), mode=mode)
-    return resized[0].numpy()
 
 
 def classification_case(folder: Path, label: int, size: Sequence[int]) -> ClassificationCase:

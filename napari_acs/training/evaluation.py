@@ -11,7 +11,7 @@ import torch
 from monai.metrics import compute_roc_auc
 from torch import nn
 
-from napari_acs.inference.predict import predict_regions
+from napari_acs.inference.engine import Segmenter
 from napari_acs.io.labels import REGIONS, regions_to_labels
 from napari_acs.metrics import brats_metrics
 from napari_acs.progress import CancelSignal, check_cancel
@@ -28,15 +28,15 @@ def segmentation_scores(
 ) -> list[dict[str, float | str]]:
     """Per case ``{"case_id", "WT", "TC", "ET"}`` Dice of the whole cached brain crop.
 
-    Predicted with :func:`napari_acs.inference.predict_regions` (sliding window,
-    ``roi_size="auto"``) as :func:`napari_acs.inference.segment` does, made consistent
-    into labels and scored with :func:`napari_acs.metrics.brats_metrics`.
+    Predicted by one :class:`napari_acs.inference.Segmenter` (a prepared copy of ``model``,
+    which is left as it is: mode, device, weights), ``roi_size="auto"`` as
+    :func:`napari_acs.inference.segment` does, made consistent into labels and scored
+    with :func:`napari_acs.metrics.brats_metrics`.
     """
+    engine = Segmenter(model, device=device, amp=amp)
     scores = []
     for case in cases:
-        probs = predict_regions(
-            case.image.astype(np.float32), model, device=device, amp=amp, cancel=cancel
-        )
+        probs = engine.predict_regions(case.image.astype(np.float32), cancel=cancel)
         pred = regions_to_labels(probs >= 0.5, case.convention)
         metrics = brats_metrics(pred, case.labels, case.spacing, case.convention)
         scores.append({"case_id": case.case_id, **{r: metrics[r]["dice"] for r in REGIONS}})

@@ -103,16 +103,24 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from napari_acs.io.files import atomic_write_text
     from napari_acs.metrics.evaluate import evaluate_folders, metrics_csv, summarise
 
+    from napari_acs.metrics.lesionwise import CHALLENGES
+
     try:
-        rows = evaluate_folders(args.pred_dir, args.ref_dir)
+        rows = evaluate_folders(args.pred_dir, args.ref_dir, challenge=args.challenge)
         atomic_write_text(args.out, metrics_csv(rows + summarise(rows)), overwrite=args.overwrite)
     except (BratsInputError, FileExistsError) as exc:
         raise CLIError(str(exc)) from exc
     summary = summarise(rows)
     _print_table([[r["case_id"], r["region"], f"{r['dice']:.3f}", f"{r['hd95']:.2f}",
-                   f"{r['sensitivity']:.3f}", f"{r['volume_ml_pred']:.1f}", f"{r['volume_ml_ref']:.1f}"]
+                   f"{r['sensitivity']:.3f}", f"{r['volume_ml_pred']:.1f}", f"{r['volume_ml_ref']:.1f}",
+                   f"{r['lesion_dice']:.3f}", f"{r['lesion_hd95']:.2f}",
+                   *(f"{r[k]:.1f}" for k in ("lesion_tp", "lesion_fp", "lesion_fn"))]
                   for r in summary],
-                 ["stat", "region", "Dice", "HD95 mm", "sens", "pred mL", "ref mL"])
+                 ["stat", "region", "Dice", "HD95 mm", "sens", "pred mL", "ref mL",
+                  "lesion Dice", "lesion HD95 mm", "TP", "FP", "FN"])
+    params = CHALLENGES[args.challenge]
+    print(f"lesion-wise: BraTS 2023 {args.challenge} (dilation {params.dilation}, lesions > "
+          f"{params.threshold_mm3:g} mm^3; TP/FP/FN are lesions per case)")
     print(f"{len(rows) // 3} cases; per-case metrics in {args.out}")
     return 0
 
@@ -156,10 +164,17 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--no-progress", action="store_true", help="no progress bar")
     segment.set_defaults(handler=_cmd_segment)
 
-    evaluate = sub.add_parser("evaluate", help="BraTS metrics of predicted vs reference segmentations")
+    evaluate = sub.add_parser(
+        "evaluate", help="BraTS metrics of predicted vs reference segmentations",
+        description="Legacy BraTS metrics (Dice, HD95, sensitivity, specificity, volumes) and BraTS "
+        "2023 lesion-wise Dice / HD95 with lesion TP/FP/FN counts, per case and region (WT, TC, ET), "
+        "with a mean/median summary.")
     evaluate.add_argument("pred_dir", help="folder with <case_id>_seg.nii.gz predictions")
     evaluate.add_argument("ref_dir", help="folder (of case folders) with reference segmentations")
     evaluate.add_argument("--out", required=True, help="CSV of per-case, per-region metrics")
+    evaluate.add_argument("--challenge", choices=("GLI", "SSA", "MEN", "PED", "MET"), default="GLI",
+                          help="BraTS 2023 lesion-wise parameters: GLI, SSA, PED dilation 3 / lesions "
+                               "> 50 mm^3; MEN 1 / 50; MET 1 / 2 (default GLI)")
     evaluate.add_argument("--overwrite", action="store_true", help="replace an existing CSV")
     evaluate.set_defaults(handler=_cmd_evaluate)
 

@@ -82,6 +82,49 @@ def test_evaluate_prints_summary_and_writes_csv(tmp_path: Path) -> None:
     assert missing.returncode == 1 and "no reference segmentation for case caseB" in missing.stderr
 
 
+def test_evaluate_csv_has_legacy_and_lesionwise_metrics(tmp_path: Path) -> None:
+    """Per case and region, legacy and BraTS 2023 lesion-wise columns, a summary, --challenge."""
+    import nibabel as nib
+
+    from napari_acs.metrics import CHALLENGES, brats_metrics
+    from napari_acs.metrics.evaluate import LEGACY_METRICS
+
+    refs, preds = tmp_path / "refs", tmp_path / "preds"
+    files = write_case(refs / "a", case_id="caseA", affine=AFFINES["anisotropic"], convention="brats2023")
+    seg = nib.load(files["seg"])
+    ref = np.asarray(seg.dataobj)
+    pred = ref.copy()
+    pred[ref == 3] = 0  # the enhancing tumour missed
+    pred[1, 1, 1] = 2  # a one-voxel false positive
+    preds.mkdir()
+    nib.save(nib.Nifti1Image(pred, seg.affine), preds / "caseA-seg.nii.gz")
+    for challenge in ("GLI", "MET"):
+        out = tmp_path / f"{challenge}.csv"
+        result = run("evaluate", str(preds), str(refs), "--out", str(out), "--challenge", challenge, check=True)
+        assert "lesion Dice" in result.stdout and f"BraTS 2023 {challenge}" in result.stdout
+        rows = list(csv.DictReader(out.open()))
+        assert list(rows[0]) == ["case_id", "region", *LEGACY_METRICS,
+                                 "lesion_dice", "lesion_hd95", "lesion_tp", "lesion_fp", "lesion_fn"]
+        assert [(r["case_id"], r["region"]) for r in rows] == [
+            ("caseA", "WT"), ("caseA", "TC"), ("caseA", "ET"),
+            *((stat, region) for region in ("WT", "TC", "ET") for stat in ("mean", "median"))]
+        expected = brats_metrics(pred, ref, nib.affines.voxel_sizes(seg.affine), "brats2023", challenge=challenge)
+        for row in rows[:3]:
+            for key, value in expected[row["region"]].items():
+                assert float(row[key]) == pytest.approx(value, abs=1e-4), (row["region"], key)
+        et = rows[2]
+        assert (et["lesion_tp"], et["lesion_fp"], et["lesion_fn"]) == ("0", "0", "1")
+        assert float(et["lesion_dice"]) == 0.0 and float(et["lesion_hd95"]) == 374.0
+        assert rows[0]["lesion_fp"] == "1"  # the one voxel, whatever the volume threshold
+    from napari_acs.cli import build_parser
+
+    for name in CHALLENGES:  # every challenge of the backend is a choice of the flag
+        assert build_parser().parse_args(["evaluate", "p", "r", "--out", "o", "--challenge", name]).challenge == name
+    with pytest.raises(SystemExit) as exit_info:
+        run("evaluate", str(preds), str(refs), "--out", str(tmp_path / "x.csv"), "--challenge", "XYZ")
+    assert exit_info.value.code == 2
+
+
 def test_models_table_lists_presets_with_weight_sources() -> None:
     result = run("models", "*lite0", check=True)
     assert "tf_efficientnet_lite0" in result.stdout

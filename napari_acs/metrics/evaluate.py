@@ -1,4 +1,8 @@
-"""Evaluate a folder of predicted segmentations against reference segmentations."""
+"""Evaluate a folder of predicted segmentations against reference segmentations.
+
+Rows per case and region carry both metric families: the legacy BraTS ones
+(``LEGACY_METRICS``) and the BraTS 2023 lesion-wise ones (``LESION_METRICS``).
+"""
 
 from __future__ import annotations
 
@@ -15,8 +19,11 @@ import numpy as np
 from napari_acs.io import BratsInputError, parse_name
 from napari_acs.io.case import AFFINE_TOLERANCE_MM
 from napari_acs.metrics.brats import brats_metrics
+from napari_acs.metrics.lesionwise import LESION_METRICS, LesionParams, get_challenge
 
-METRICS = ("dice", "hd95", "sensitivity", "specificity", "volume_ml_pred", "volume_ml_ref")
+LEGACY_METRICS = ("dice", "hd95", "sensitivity", "specificity", "volume_ml_pred", "volume_ml_ref")
+#: CSV columns after ``case_id`` and ``region``: legacy, then lesion-wise (Dice, HD95 mm, counts).
+METRICS = (*LEGACY_METRICS, *LESION_METRICS)
 
 
 @dataclass
@@ -50,12 +57,17 @@ def _read_labels(seg: SegFile) -> tuple[np.ndarray, np.ndarray]:
         raise BratsInputError(seg.path, f"cannot read segmentation: {exc}") from exc
 
 
-def evaluate_folders(pred_dir: str | os.PathLike, ref_dir: str | os.PathLike) -> list[dict]:
-    """One row per case and region: ``case_id``, ``region`` and the BraTS metrics.
+def evaluate_folders(
+    pred_dir: str | os.PathLike, ref_dir: str | os.PathLike, challenge: str | LesionParams = "GLI"
+) -> list[dict]:
+    """One row per case and region: ``case_id``, ``region`` and the :data:`METRICS`.
 
     Predictions and references are matched by case id and must share the grid
-    (shape and affine); each file's naming gives its label convention.
+    (shape and affine); each file's naming gives its label convention. ``challenge``
+    names the BraTS 2023 lesion-wise parameters (``"GLI"``, ``"SSA"``, ``"MEN"``,
+    ``"PED"``, ``"MET"``).
     """
+    params = get_challenge(challenge)  # an unknown name fails before any file is read
     preds, refs = _seg_files(Path(pred_dir)), _seg_files(Path(ref_dir))
     if not preds:
         raise BratsInputError(Path(pred_dir), "no segmentation files (<id>_seg.nii.gz) found")
@@ -70,13 +82,14 @@ def evaluate_folders(pred_dir: str | os.PathLike, ref_dir: str | os.PathLike) ->
             raise BratsInputError(pred.path, f"grid differs from the reference {ref.path} "
                                              f"(shape {p.shape} vs {r.shape})")
         spacing = nib.affines.voxel_sizes(r_aff)
-        metrics = brats_metrics(p, r, spacing, convention=pred.convention, ref_convention=ref.convention)
+        metrics = brats_metrics(p, r, spacing, convention=pred.convention, ref_convention=ref.convention,
+                                challenge=params)
         rows.extend({"case_id": case_id, "region": k, **v} for k, v in metrics.items())
     return rows
 
 
 def summarise(rows: list[dict]) -> list[dict]:
-    """Mean and median of each metric per region."""
+    """Mean and median of each metric per region (lesion counts too: lesions per case)."""
     out = []
     for region in sorted({r["region"] for r in rows}, key=["WT", "TC", "ET"].index):
         sel = [r for r in rows if r["region"] == region]

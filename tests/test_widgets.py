@@ -183,6 +183,10 @@ def test_segment_adds_coloured_labels_volumes_metrics_and_saves(
         assert widget.table.value(region, "Dice") == f"{metrics[region]['dice']:.3f}"
         assert widget.table.value(region, "HD95 mm") == f"{metrics[region]['hd95']:.1f}"
         assert widget.table.value(region, "Ref. mL") == f"{metrics[region]['volume_ml_ref']:.1f}"
+        assert widget.table.value(region, "Lesion Dice") == f"{metrics[region]['lesion_dice']:.3f}"
+        assert widget.table.value(region, "Lesion HD95 mm") == f"{metrics[region]['lesion_hd95']:.1f}"
+        cell = widget.table.item(("WT", "TC", "ET").index(region), 4)
+        assert f"{metrics[region]['lesion_fp']} false positive" in cell.toolTip()
 
     # an edit with napari's tools updates the volumes
     data = np.asarray(layer.data)

@@ -26,9 +26,14 @@ from napari_acs.io.labels import (
 )
 
 REGION_NAMES = {"WT": "whole tumour: NCR + ED + ET", "TC": "tumour core: NCR + ET", "ET": "enhancing tumour"}
-COLUMNS = ("mL", "Ref. mL", "Dice", "HD95 mm")
+COLUMNS = ("mL", "Ref. mL", "Dice", "HD95 mm", "Lesion Dice", "Lesion HD95 mm")
+#: Header text: two short lines, so that six columns fit a 400 px dock.
+HEADERS = ("mL", "Ref.\nmL", "Dice", "HD95\nmm", "Lesion\nDice", "Lesion\nHD95")
 COLUMN_TIPS = ("volume of the segmentation", "volume of the reference segmentation",
-               "Dice overlap with the reference", "95th-percentile Hausdorff distance to the reference")
+               "Dice overlap with the reference", "95th-percentile Hausdorff distance to the reference (mm)",
+               "BraTS 2023 lesion-wise Dice (GLI rule: lesions merged and matched within 3 dilations, "
+               "lesions <= 50 mm³ left out, each false positive scores 0)",
+               "BraTS 2023 lesion-wise HD95 in mm (missed lesions and false positives count 374 mm)")
 
 
 def _hex(rgba: tuple[float, ...]) -> str:
@@ -53,11 +58,12 @@ class RegionLegend(QWidget):
 
 
 class ResultsTable(QTableWidget):
-    """Rows WT, TC, ET; columns: predicted and reference volume (mL), Dice, HD95 (mm)."""
+    """Rows WT, TC, ET; columns: predicted and reference volume (mL), Dice, HD95 (mm), and the
+    BraTS 2023 lesion-wise Dice and HD95 (mm), with the lesion counts in the cells' tooltips."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(len(REGIONS), len(COLUMNS), parent)
-        self.setHorizontalHeaderLabels(COLUMNS)
+        self.setHorizontalHeaderLabels(HEADERS)
         self.setVerticalHeaderLabels(list(REGIONS))
         for row, region in enumerate(REGIONS):
             self.verticalHeaderItem(row).setToolTip(REGION_NAMES[region])
@@ -88,15 +94,30 @@ class ResultsTable(QTableWidget):
                 _fmt(m.get("volume_ml_ref"), 1),
                 _fmt(m.get("dice"), 3),
                 _fmt(m.get("hd95"), 1),
+                _fmt(m.get("lesion_dice"), 3),
+                _fmt(m.get("lesion_hd95"), 1),
             )
+            counts = _lesion_counts(m)
             for column, text in enumerate(values):
                 item = QTableWidgetItem(text)
                 item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                if column >= COLUMNS.index("Lesion Dice") and counts:
+                    item.setToolTip(counts)
                 self.setItem(row, column, item)
 
     def value(self, region: str, column: str) -> str:
         """The text shown in one cell (tests, scripts)."""
         return self.item(REGIONS.index(region), COLUMNS.index(column)).text()
+
+
+def _lesion_counts(metrics: dict[str, float]) -> str:
+    """Tooltip of the lesion-wise cells from a region's lesion counts, e.g. "2 of 3 lesions
+    found, 1 false positive" ("" without them)."""
+    if "lesion_tp" not in metrics:
+        return ""
+    tp, fp, fn = (int(metrics[k]) for k in ("lesion_tp", "lesion_fp", "lesion_fn"))
+    return (f"{tp} of {tp + fn} lesion{'s' if tp + fn != 1 else ''} found, "
+            f"{fp} false positive{'s' if fp != 1 else ''}")
 
 
 def _fmt(value: float | None, digits: int) -> str:

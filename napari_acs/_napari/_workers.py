@@ -10,12 +10,16 @@ to stop (its cancel event is set when the runner is destroyed), and what the job
 still reports goes nowhere. At interpreter exit, jobs that are still running are
 told to stop and awaited (:func:`stop_all_tasks`), so the process ends cleanly.
 A fine-tuning job treats the stop like its Stop button: it saves where it got to.
+Job threads run at a lower CPU priority (Linux; :data:`JOB_NICENESS`), so the GUI
+thread gets a core whenever it has work, however busy the job keeps the CPUs.
 """
 
 from __future__ import annotations
 
 import atexit
+import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +33,9 @@ from napari_acs.progress import CancelEvent, Cancelled
 Job = Callable[[Callable[[float, str], None], threading.Event], Any]
 #: How often the GUI thread collects what the running job reported (ms).
 POLL_MS = 30
+#: Nice value of job threads on Linux (0..19, higher is lower priority; the environment
+#: variable NAPARI_ACS_JOB_NICE overrides it, 0 to turn it off): benchmarks/bench_gui_stall.py.
+JOB_NICENESS = 10
 #: How long interpreter exit waits for a stopped job to end (s): a fine-tuning step and its save.
 EXIT_WAIT_S = 120.0
 
@@ -51,12 +58,29 @@ class Task:
         self.outbox.put((_POST, payload))
 
     def _run(self) -> None:
+        _lower_priority()
         try:
             self.outbox.put((_RETURNED, self._job(self.progress, self.cancel)))
         except BaseException as exc:  # noqa: BLE001  (reported to the GUI, never raised in a thread)
             self.outbox.put((_FAILED, exc))
         finally:
             _RUNNING.discard(self)
+
+
+def _lower_priority() -> None:
+    """Give the calling job thread (and the torch threads it starts) a lower CPU priority (Linux).
+
+    The GUI thread then gets a core as soon as it has work (a repaint, a click), however
+    busy the job keeps the CPUs: the job slows only by what the GUI actually uses.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            niceness = int(os.environ.get("NAPARI_ACS_JOB_NICE", JOB_NICENESS))
+            tid = threading.get_native_id()
+            if niceness > os.getpriority(os.PRIO_PROCESS, tid):  # never raise a priority
+                os.setpriority(os.PRIO_PROCESS, tid, niceness)  # this thread only
+        except (OSError, ValueError):
+            pass
 
 
 #: Jobs whose thread is running, so that interpreter exit can stop and await them.

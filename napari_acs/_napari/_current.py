@@ -19,16 +19,23 @@ from napari_acs._napari._layers import METADATA_KEY, from_display
 PREDICTION_SUFFIX = "prediction"
 
 
-def unwrap(obj: Any) -> Any:
-    """The object behind napari's ``PublicOnlyProxy`` (plugin widgets get proxies)."""
-    return getattr(obj, "__wrapped__", obj)
+def _own_case(case: Any) -> Any:
+    """Our own :class:`~napari_acs.io.BratsCase` behind napari's ``PublicOnlyProxy``.
+
+    Workaround, scoped to the plugin's own objects: plugin widgets get a proxied viewer,
+    and ``PublicOnlyProxy.create`` (napari/utils/_proxies.py) wraps every object whose
+    type's module name starts with "napari", which includes ``napari_acs``. A proxied case
+    would hand proxied arrays to the backend; ``__wrapped__`` is wrapt's documented
+    attribute for the object behind a proxy.
+    """
+    return getattr(case, "__wrapped__", case)
 
 
 def layer_case(layer: Any) -> Any | None:
     """The :class:`~napari_acs.io.BratsCase` a layer was made from, or ``None``."""
     info = (getattr(layer, "metadata", None) or {}).get(METADATA_KEY) or {}
     case = info.get("case")
-    return None if case is None else unwrap(case)
+    return None if case is None else _own_case(case)
 
 
 def current_case(viewer: Any) -> Any | None:

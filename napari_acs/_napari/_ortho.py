@@ -32,7 +32,6 @@ from qtpy.QtWidgets import (
 )
 
 from napari_acs._napari._add_layer import add_layer_in_steps
-from napari_acs._napari._current import unwrap
 
 if TYPE_CHECKING:
     import napari
@@ -161,7 +160,7 @@ class OrthoViewsWidget(QWidget):
             camera = model.scene.camera if hasattr(model, "scene") else model.camera  # napari >= 0.9
             camera.orientation2d = ("up", "right")
         for layer in main.layers:
-            self._queue(unwrap(layer))  # plugin widgets get proxies; keep the layers themselves
+            self._queue(layer)
 
     @property
     def synced(self) -> bool:
@@ -193,7 +192,7 @@ class OrthoViewsWidget(QWidget):
         layer, name = self._pending.popleft()
         if layer not in self.viewer.layers:
             return
-        mirrors = self._mirrors.setdefault(id(layer), {})
+        mirrors = self._mirrors.setdefault(layer.unique_id, {})
         if not mirrors:
             self._connect(layer)
         copy = Layer.create(*layer.as_layer_data_tuple())
@@ -202,7 +201,7 @@ class OrthoViewsWidget(QWidget):
         first = len(model.layers) == 0
         self._syncing = True  # the model's dims change while the layer goes in: not a user move
         try:
-            add_layer_in_steps(model, copy, select=False, paint_tools=False)  # display-only mirrors
+            add_layer_in_steps(model, copy, paint_tools=False)  # display-only mirrors
         finally:
             self._syncing = False
         if first:
@@ -218,22 +217,22 @@ class OrthoViewsWidget(QWidget):
             links.append((layer.events.paint, lambda event: refresh(layer)))
         for emitter, callback in links:
             emitter.connect(callback)
-        self._links[id(layer)] = links
+        self._links[layer.unique_id] = links
 
-    def _disconnect(self, layer_id: int) -> None:
+    def _disconnect(self, layer_id: str) -> None:
         for emitter, callback in self._links.pop(layer_id, []):
             emitter.disconnect(callback)
 
     def _copy_property(self, layer: Any, prop: str) -> None:
-        for mirror in self._mirrors.get(id(layer), {}).values():
+        for mirror in self._mirrors.get(layer.unique_id, {}).values():
             setattr(mirror, prop, getattr(layer, prop))
 
     def _copy_data(self, layer: Any) -> None:
-        for mirror in self._mirrors.get(id(layer), {}).values():
+        for mirror in self._mirrors.get(layer.unique_id, {}).values():
             mirror.data = layer.data
 
     def _refresh(self, layer: Any) -> None:
-        for mirror in self._mirrors.get(id(layer), {}).values():
+        for mirror in self._mirrors.get(layer.unique_id, {}).values():
             mirror.refresh()
 
     def _on_removed(self, event: Any) -> None:
@@ -241,16 +240,16 @@ class OrthoViewsWidget(QWidget):
             del self._crosshairs["axial"]
             self.crosshair_box.setChecked(False)
             return
-        self._disconnect(id(event.value))
-        for name, mirror in self._mirrors.pop(id(event.value), {}).items():
+        self._disconnect(event.value.unique_id)
+        for name, mirror in self._mirrors.pop(event.value.unique_id, {}).items():
             self.models[name].layers.remove(mirror)
-        self._pending = deque(item for item in self._pending if item[0] is not event.value)
+        self._pending = deque(item for item in self._pending if item[0].unique_id != event.value.unique_id)
 
     def _reorder(self, event: Any = None) -> None:
         """Mirrors in the main viewer's order, the crosshair on top."""
         for name, model in self.models.items():
             wanted = [m[name] for layer in self.viewer.layers
-                      if name in (m := self._mirrors.get(id(unwrap(layer)), {}))]
+                      if name in (m := self._mirrors.get(layer.unique_id, {}))]
             if name in self._crosshairs:
                 wanted.append(self._crosshairs[name])
             for index, layer in enumerate(wanted):

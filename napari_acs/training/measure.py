@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,8 +14,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from napari_acs.models.table import count_parameters
 
-_STATUS = Path("/proc/self/status")
-_CLEAR_REFS = Path("/proc/self/clear_refs")
+_STATM = Path("/proc/self/statm")
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+#: How often the CPU peak-memory sampler reads the resident set size (s).
+SAMPLE_SECONDS = 0.02
 
 
 def forward_gflops(model: nn.Module, input_size: Sequence[int], in_channels: int = 4) -> float:
@@ -34,43 +38,54 @@ def parameter_count(model: nn.Module) -> int:
     return count_parameters(getattr(model, "module", model))
 
 
-def _status_kib(field: str) -> int | None:
+def _rss_bytes() -> int | None:
+    """This process's resident set size (Linux ``/proc/self/statm``), or ``None``."""
     try:
-        for line in _STATUS.read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
+        return int(_STATM.read_text().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
         return None
-    return None
 
 
 class PeakMemory:
     """Peak memory of a stretch of work, in MiB.
 
     CUDA: ``torch.cuda.max_memory_allocated`` since :meth:`start`. CPU (Linux): the
-    process's resident-set high-water mark (reset through ``/proc/self/clear_refs``)
-    above its resident size at :meth:`start`. NaN where neither can be read.
+    largest resident set size a sampling thread saw (every :data:`SAMPLE_SECONDS`)
+    above the resident size at :meth:`start`; nothing process-wide is reset, so other
+    measurements in the same process (napari's, a profiler's) are unaffected.
+    NaN where neither can be read.
     """
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
-        self._base_kib: int | None = None
+        self._base: int | None = None
+        self._peak = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
             return
-        try:
-            _CLEAR_REFS.write_text("5")
-        except OSError:
-            self._base_kib = None
+        self._base = _rss_bytes()
+        if self._base is None:
             return
-        self._base_kib = _status_kib("VmRSS")
+        self._peak = self._base
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="napari-acs peak memory", daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(SAMPLE_SECONDS):
+            self._peak = max(self._peak, _rss_bytes() or 0)
 
     def peak_mib(self) -> float:
+        """The peak so far (MiB above the start); the sampling stops."""
         if self.device.type == "cuda":
             return torch.cuda.max_memory_allocated(self.device) / 2**20
-        peak = _status_kib("VmHWM")
-        if self._base_kib is None or peak is None:
+        if self._base is None or self._thread is None:
             return math.nan
-        return max(peak - self._base_kib, 0) / 1024
+        self._stop.set()
+        self._thread.join()
+        self._peak = max(self._peak, _rss_bytes() or 0)
+        return max(self._peak - self._base, 0) / 2**20

@@ -11,33 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-
-class CLIError(Exception):
-    """A failure to report in one line, without a traceback (exit code 1)."""
-
-
-class _ProgressBar:
-    """``progress(fraction, message)`` drawn as a tqdm bar on stderr (or silent)."""
-
-    def __init__(self, enabled: bool, desc: str) -> None:
-        from tqdm import tqdm
-
-        self._bar = tqdm(total=1000, desc=desc, disable=not enabled, leave=True,
-                         bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}")
-
-    def __call__(self, fraction: float, message: str) -> None:
-        self._bar.n = int(fraction * 1000)
-        self._bar.set_postfix_str(message, refresh=False)
-        self._bar.refresh()
-
-    def close(self) -> None:
-        self._bar.close()
-
-
-def _print_table(rows: list[list[str]], header: list[str]) -> None:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    for line in [header, ["-" * w for w in widths], *rows]:
-        print("  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip())
+from napari_acs.cli_support import CLIError, ProgressBar, print_table, run_handler
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -51,14 +25,14 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
     rows = model_table(args.pattern)
     header = list(rows[0].keys()) if rows else ["preset"]
-    _print_table([[str(v) for v in r.values()] for r in rows], header)
+    print_table([[str(v) for v in r.values()] for r in rows], header)
     return 0
 
 
 def _cmd_sample_cohort(args: argparse.Namespace) -> int:
     from napari_acs.io.synthetic import make_cohort
 
-    bar = _ProgressBar(not args.no_progress, "sample cohort")
+    bar = ProgressBar(not args.no_progress, "sample cohort")
     try:
         paths = make_cohort(args.out, args.n, seed=args.seed, convention=args.convention,
                             overwrite=args.overwrite, progress=bar)
@@ -80,7 +54,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, OSError) as exc:
         raise CLIError(str(exc)) from exc
     print(f"model: {selected.description}", file=sys.stderr)
-    bar = _ProgressBar(not args.no_progress, "segment")
+    bar = ProgressBar(not args.no_progress, "segment")
     try:
         results = segment_cases(args.inputs, args.out, selected.model, device=args.device,
                                 tta=args.tta, overwrite=args.overwrite, progress=bar,
@@ -91,7 +65,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         bar.close()
     rows = [[r.case_id or str(r.source), *(f"{r.volumes_ml.get(k, float('nan')):.1f}" for k in ("WT", "TC", "ET")),
              f"{r.seconds:.1f}", r.error or "ok"] for r in results]
-    _print_table(rows, ["case", "WT mL", "TC mL", "ET mL", "s", "status"])
+    print_table(rows, ["case", "WT mL", "TC mL", "ET mL", "s", "status"])
     failed = [r for r in results if r.error]
     for r in failed:
         print(f"failed: {r.source}: {r.error}", file=sys.stderr)
@@ -102,7 +76,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from napari_acs.io import BratsInputError
     from napari_acs.io.files import atomic_write_text
     from napari_acs.metrics.evaluate import evaluate_folders, metrics_csv, summarise
-
     from napari_acs.metrics.lesionwise import CHALLENGES
 
     try:
@@ -111,10 +84,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     except (BratsInputError, FileExistsError) as exc:
         raise CLIError(str(exc)) from exc
     summary = summarise(rows)
-    _print_table([[r["case_id"], r["region"], f"{r['dice']:.3f}", f"{r['hd95']:.2f}",
-                   f"{r['sensitivity']:.3f}", f"{r['volume_ml_pred']:.1f}", f"{r['volume_ml_ref']:.1f}",
-                   f"{r['lesion_dice']:.3f}", f"{r['lesion_hd95']:.2f}",
-                   *(f"{r[k]:.1f}" for k in ("lesion_tp", "lesion_fp", "lesion_fn"))]
+    print_table([[r["case_id"], r["region"], f"{r['dice']:.3f}", f"{r['hd95']:.2f}",
+                  f"{r['sensitivity']:.3f}", f"{r['volume_ml_pred']:.1f}", f"{r['volume_ml_ref']:.1f}",
+                  f"{r['lesion_dice']:.3f}", f"{r['lesion_hd95']:.2f}",
+                  *(f"{r[k]:.1f}" for k in ("lesion_tp", "lesion_fp", "lesion_fn"))]
                   for r in summary],
                  ["stat", "region", "Dice", "HD95 mm", "sens", "pred mL", "ref mL",
                   "lesion Dice", "lesion HD95 mm", "TP", "FP", "FN"])
@@ -203,14 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
-    try:
-        return handler(args)
-    except CLIError as exc:
-        print(f"napari-acs {args.command}: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"napari-acs {args.command}: interrupted", file=sys.stderr)
-        return 130
+    return run_handler(handler, args, f"napari-acs {args.command}")
 
 
 if __name__ == "__main__":

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
+from napari_acs.cli_support import run_handler
 from napari_acs.training.cli import add_finetune_arguments, run_finetune
 
 
@@ -17,14 +17,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run it under torchrun for DistributedDataParallel training.",
     )
     add_finetune_arguments(parser)
-    args = parser.parse_args(argv)
-    from napari_acs.cli import CLIError
-
-    try:
-        return run_finetune(args)
-    except CLIError as exc:
-        print(f"napari_acs.training: error: {exc}", file=sys.stderr)
-        return 1
+    return run_handler(run_finetune, parser.parse_args(argv), "napari_acs.training")
 
 
 if __name__ == "__main__":

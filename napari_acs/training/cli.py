@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from napari_acs.cli_support import CLIError, ProgressBar, print_table
 from napari_acs.training.config import SCHEDULES, TASKS, FinetuneConfig
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(FinetuneConfig) if f.default is not dataclasses.MISSING}
@@ -98,8 +99,6 @@ def add_compare_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
 
 
 def _pretrained(value: str) -> bool | Path | None:
-    from napari_acs.cli import CLIError
-
     named = {"auto": None, "imagenet": True, "none": False}
     if value.lower() in named:
         return named[value.lower()]
@@ -110,8 +109,6 @@ def _pretrained(value: str) -> bool | Path | None:
 
 def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
     """The :class:`FinetuneConfig` that parsed flags describe."""
-    from napari_acs.cli import CLIError
-
     fields: dict[str, Any] = {
         "cohort": args.cohort, "out_dir": args.out, "task": args.task, "labels_csv": args.labels_csv,
         "model": args.model, "patch_size": args.patch_size, "batch_size": args.batch_size,
@@ -162,14 +159,13 @@ def _is_main_process() -> bool:
 
 def _run(args: argparse.Namespace, what: str):
     """Build the config, run ``finetune`` or ``compare`` with a progress bar; errors -> CLIError."""
-    from napari_acs.cli import CLIError, _ProgressBar
     from napari_acs.io import BratsInputError
     from napari_acs.models.weights import WeightsError
     from napari_acs.training.comparison import compare
     from napari_acs.training.loop import finetune
 
     config = config_from_args(args)
-    bar = _ProgressBar(not args.no_progress and _is_main_process(), what)
+    bar = ProgressBar(not args.no_progress and _is_main_process(), what)
     run = finetune if what == "finetune" else compare
     try:
         with _ctrl_c_stops() as stop:
@@ -181,10 +177,8 @@ def _run(args: argparse.Namespace, what: str):
 
 
 def _print_history(history: list[dict[str, Any]], monitor: str | None) -> None:
-    from napari_acs.cli import _print_table
-
     columns = ["epoch", "train_loss"] + ([monitor] if monitor else []) + ["step_seconds"]
-    _print_table([[f"{row.get(c, float('nan')):.4g}" if c != "epoch" else str(row[c]) for c in columns]
+    print_table([[f"{row.get(c, float('nan')):.4g}" if c != "epoch" else str(row[c]) for c in columns]
                   for row in history], columns)
 
 

@@ -1,0 +1,54 @@
+"""What every napari-acs command line shares: one-line errors, a progress bar, tables, dispatch.
+
+Used by ``napari-acs`` (:mod:`napari_acs.cli`) and by the module entry points that
+``torchrun`` and scripts launch (``python -m napari_acs.training``); it sits below every
+layer, so each of them can use it without importing the ``napari-acs`` front end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+
+class CLIError(Exception):
+    """A failure to report in one line, without a traceback (exit code 1)."""
+
+
+class ProgressBar:
+    """``progress(fraction, message)`` drawn as a tqdm bar on stderr (or silent)."""
+
+    def __init__(self, enabled: bool, desc: str) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=1000, desc=desc, disable=not enabled, leave=True,
+                         bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}")
+
+    def __call__(self, fraction: float, message: str) -> None:
+        self._bar.n = int(fraction * 1000)
+        self._bar.set_postfix_str(message, refresh=False)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def print_table(rows: list[list[str]], header: list[str]) -> None:
+    """Print ``rows`` under ``header`` in left-aligned columns, with a rule below the header."""
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    for line in [header, ["-" * w for w in widths], *rows]:
+        print("  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip())
+
+
+def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace, prog: str) -> int:
+    """``handler(args)``'s exit code; a :class:`CLIError` is printed as ``<prog>: error: ...`` (1),
+    Ctrl-C as ``<prog>: interrupted`` (130)."""
+    try:
+        return handler(args)
+    except CLIError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130

@@ -30,7 +30,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_sample_cohort(args: argparse.Namespace) -> int:
-    from napari_acs.io.synthetic import make_cohort
+    from napari_acs.synthetic import make_cohort
 
     bar = ProgressBar(not args.no_progress, "sample cohort")
     try:

@@ -128,7 +128,7 @@ def close_classifying(work: Path) -> None:
 
 def close_finetuning(work: Path) -> None:
     """Fine-tuning on a small cohort, closed during epoch 2: it must stop and save as Stop does."""
-    from napari_acs.io.synthetic import make_cohort
+    from napari_acs.synthetic import make_cohort
 
     cohort = make_cohort(work / "cohort", 3, shape=(48, 48, 40), workers=1)
     viewer = napari.Viewer(show=True)

@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from napari_acs.inference import Classifier, Segmenter, classify, predict_regions, segment
-from napari_acs.io.synthetic import make_cohort
 from napari_acs.io import load_case
 from napari_acs.models import create_model, save_checkpoint
 from napari_acs.models.fold import AfterNorm
+from napari_acs.synthetic import make_cohort
 
 SMALL = (48, 48, 40)
 

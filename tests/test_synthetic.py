@@ -11,7 +11,7 @@ import pytest
 
 from napari_acs.io.labels import convert_labels
 from napari_acs.io.sample import SAMPLE_CASE_ID, SPARE_CASE_ID, sample_data_dir
-from napari_acs.io.synthetic import (
+from napari_acs.synthetic import (
     BRATS_SHAPE,
     brats_affine,
     case_file_names,

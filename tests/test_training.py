@@ -19,9 +19,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from napari_acs.io.synthetic import make_cohort
 from napari_acs.models.checkpoint import load_checkpoint, load_model
 from napari_acs.progress import CancelEvent
+from napari_acs.synthetic import make_cohort
 from napari_acs.training import (
     FinetuneConfig,
     LabelsCSVError,

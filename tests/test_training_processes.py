@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from napari_acs.io.synthetic import make_cohort
+from napari_acs.synthetic import make_cohort
 from napari_acs.training import FinetuneConfig, finetune, read_history
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

@@ -20,7 +20,7 @@ from napari_acs._napari._layers import from_display
 from napari_acs.io import load_case
 from napari_acs.io.labels import SUB_REGION_COLOURS
 from napari_acs.io.sample import sample_case_path
-from napari_acs.io.synthetic import make_cohort
+from napari_acs.synthetic import make_cohort
 from tests.nifti_cases import write_case
 
 SMALL = (48, 48, 40)

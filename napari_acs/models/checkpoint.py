@@ -14,9 +14,7 @@ with ``torch.load(weights_only=True)`` only: loading never unpickles arbitrary o
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 import napari_acs
+from napari_acs.io.files import atomic_path, refuse_existing
 
 FORMAT_VERSION = 1
 METADATA_KEY = "napari_acs"
@@ -63,8 +62,7 @@ def save_checkpoint(
     path = Path(path)
     if path.suffix != ".safetensors":
         raise CheckpointError(f"{path}: checkpoints are written as .safetensors files")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    refuse_existing(path, overwrite)
     if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
         model = model.module
     create_kwargs = getattr(model, "create_kwargs", None)
@@ -85,14 +83,8 @@ def save_checkpoint(
         for key, value in model.state_dict().items()
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path, overwrite=overwrite) as tmp:
         save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

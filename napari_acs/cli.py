@@ -8,10 +8,10 @@ Exit codes: 0 success, 1 a failure reported to the user, 2 bad usage.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Sequence
 
 from napari_acs.cli_support import CLIError, ProgressBar, print_table, run_handler
+from napari_acs.inference.cli import add_segment_arguments, run_segment
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -42,34 +42,6 @@ def _cmd_sample_cohort(args: argparse.Namespace) -> int:
         bar.close()
     print(f"wrote {len(paths)} cases to {args.out}")
     return 0
-
-
-def _cmd_segment(args: argparse.Namespace) -> int:
-    from napari_acs.inference.batch import segment_cases
-    from napari_acs.io import BratsInputError
-    from napari_acs.models.select import select_model
-
-    try:
-        selected = select_model(args.model, args.checkpoint, conv=args.conv)
-    except (FileNotFoundError, ValueError, OSError) as exc:
-        raise CLIError(str(exc)) from exc
-    print(f"model: {selected.description}", file=sys.stderr)
-    bar = ProgressBar(not args.no_progress, "segment")
-    try:
-        results = segment_cases(args.inputs, args.out, selected.model, device=args.device,
-                                tta=args.tta, overwrite=args.overwrite, progress=bar,
-                                run_info={"argv": sys.argv, "model_description": selected.description})
-    except (BratsInputError, FileExistsError) as exc:
-        raise CLIError(str(exc)) from exc
-    finally:
-        bar.close()
-    rows = [[r.case_id or str(r.source), *(f"{r.volumes_ml.get(k, float('nan')):.1f}" for k in ("WT", "TC", "ET")),
-             f"{r.seconds:.1f}", r.error or "ok"] for r in results]
-    print_table(rows, ["case", "WT mL", "TC mL", "ET mL", "s", "status"])
-    failed = [r for r in results if r.error]
-    for r in failed:
-        print(f"failed: {r.source}: {r.error}", file=sys.stderr)
-    return 1 if failed else 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -123,19 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("pattern", nargs="?", default="*", help="wildcard over preset names")
     models.set_defaults(handler=_cmd_models)
 
-    segment = sub.add_parser("segment", help="segment BraTS cases into NIfTI label maps")
-    segment.add_argument("inputs", nargs="+", metavar="INPUT",
-                         help="a case folder, one of its files, or a folder of case folders")
-    segment.add_argument("--out", required=True, help="output folder (<case_id>_seg.nii.gz + volumes.csv)")
-    chosen = segment.add_mutually_exclusive_group()
-    chosen.add_argument("--model", help="preset name (untrained decoder!) instead of the demo model")
-    chosen.add_argument("--checkpoint", help="a napari-acs checkpoint (.safetensors)")
-    segment.add_argument("--conv", choices=("acs", "3d"), default="acs", help="with --model: ACS or native 3D")
-    segment.add_argument("--tta", action="store_true", help="mirror test-time augmentation (8x slower)")
-    segment.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N, mps")
-    segment.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    segment.add_argument("--no-progress", action="store_true", help="no progress bar")
-    segment.set_defaults(handler=_cmd_segment)
+    segment = sub.add_parser(
+        "segment", help="segment BraTS cases into NIfTI label maps",
+        description="Segment BraTS cases into <case_id>_seg.nii.gz label maps on each source grid, plus "
+        "volumes.csv (written as cases finish). Under torchrun use python -m napari_acs.inference "
+        "with the same flags to share the cases among processes or machines.")
+    add_segment_arguments(segment)
+    segment.set_defaults(handler=run_segment)
 
     evaluate = sub.add_parser(
         "evaluate", help="BraTS metrics of predicted vs reference segmentations",

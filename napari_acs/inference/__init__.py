@@ -1,13 +1,34 @@
 """Inference engines (:class:`Segmenter`, :class:`Classifier`), sliding window, TTA, device choice.
 
 The engines own a private, prepared copy of their network; ``segment``, ``predict_regions``
-and ``classify`` are thin wrappers that build one per call.
+and ``classify`` are thin wrappers that build one per call. Names are imported on first
+use, so the command line (:mod:`napari_acs.inference.cli`) loads without torch.
 """
 
-from napari_acs.inference.classify import classify
-from napari_acs.inference.device import resolve_device
-from napari_acs.inference.engine import Classifier, Segmenter
-from napari_acs.inference.predict import predict_regions, segment
-from napari_acs.progress import Cancelled
+from __future__ import annotations
 
-__all__ = ["Cancelled", "Classifier", "Segmenter", "classify", "predict_regions", "resolve_device", "segment"]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "Cancelled": "napari_acs.progress",
+    "Classifier": "napari_acs.inference.engine",
+    "Segmenter": "napari_acs.inference.engine",
+    "classify": "napari_acs.inference.predict",
+    "predict_regions": "napari_acs.inference.predict",
+    "resolve_device": "napari_acs.inference.device",
+    "segment": "napari_acs.inference.predict",
+}
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from napari_acs.inference.device import resolve_device
+    from napari_acs.inference.engine import Classifier, Segmenter
+    from napari_acs.inference.predict import classify, predict_regions, segment
+    from napari_acs.progress import Cancelled
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

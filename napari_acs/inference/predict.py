@@ -1,8 +1,9 @@
-"""Whole-case segmentation as functions: thin wrappers over :class:`~napari_acs.inference.Segmenter`.
+"""Segmentation and classification as functions: thin wrappers over the engines.
 
 Each call builds an engine (a private, prepared copy of ``model``; the model itself is
-never changed). To segment many cases or images, build one
-:class:`~napari_acs.inference.Segmenter` and call it repeatedly instead.
+never changed). To segment or classify many cases, build one
+:class:`~napari_acs.inference.Segmenter` (or :class:`~napari_acs.inference.Classifier`)
+and call it repeatedly instead.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from napari_acs.inference.engine import Segmenter
+from napari_acs.inference.engine import Classifier, Segmenter
 from napari_acs.progress import CancelSignal, ProgressCallback
 
 
@@ -63,3 +64,11 @@ def segment(
     """
     engine = _engine(model, device=device, tta=tta, threshold=threshold, **engine_options)
     return engine.segment(case, progress=progress, cancel=cancel, space=space)
+
+
+def classify(case, model: nn.Module | Classifier, *, device: str | torch.device = "auto",
+             cancel: CancelSignal = None) -> float:
+    """Probability (sigmoid of the first logit) that the case is positive (MGMT methylated);
+    see :meth:`Classifier.classify`. ``model`` is never changed."""
+    engine = model if isinstance(model, Classifier) else Classifier(model, device=device)
+    return engine.classify(case, cancel=cancel)

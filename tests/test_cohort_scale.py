@@ -1,0 +1,121 @@
+"""Cohorts at scale: one engine reads ahead and writes behind; torchrun shares the cases among processes."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from napari_acs.inference import Segmenter
+from napari_acs.inference.batch import segment_cases
+from napari_acs.synthetic import make_cohort
+from napari_acs.models import create_model, save_checkpoint
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cohort")
+    make_cohort(root, 5, seed=2, shape=(48, 48, 40), workers=1)
+    return root
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    model = create_model("mobilenetv2_100", pretrained=False)
+    return save_checkpoint(model, tmp_path_factory.mktemp("model") / "seg.safetensors", patch_size=[32, 32, 32])
+
+
+def table(path: Path) -> list[dict]:
+    with open(path, newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def labels(folder: Path) -> dict[str, np.ndarray]:
+    return {p.name: np.asarray(nib.load(p).dataobj) for p in sorted(folder.glob("*_seg.nii.gz"))}
+
+
+def test_the_table_grows_as_cases_finish_and_a_bad_case_does_not_stop_the_others(cohort, checkpoint, tmp_path):
+    cases = sorted(p for p in cohort.iterdir() if p.is_dir())
+    bad = tmp_path / "BraTS2021_09999"  # a case whose FLAIR was cut short in transfer
+    shutil.copytree(cases[3], bad)
+    for old in bad.iterdir():
+        old.rename(bad / old.name.replace(cases[3].name, bad.name))
+    flair = bad / f"{bad.name}_flair.nii.gz"
+    flair.write_bytes(flair.read_bytes()[:2000])
+    seen_rows: list[int] = []
+    out = tmp_path / "out"
+
+    def progress(fraction: float, message: str) -> None:
+        if (out / "volumes.csv").is_file():
+            seen_rows.append(len(table(out / "volumes.csv")))
+
+    engine = Segmenter.from_checkpoint(checkpoint, device="cpu")
+    results = segment_cases([cases[0], bad, *cases[1:3]], out, engine, progress=progress)
+    assert [r.error is None for r in results] == [True, False, True, True]
+    rows = table(out / "volumes.csv")
+    assert [r["case_id"] for r in rows] == [cases[0].name, bad.name, cases[1].name, cases[2].name]
+    assert 0 < min(seen_rows) < 4  # rows were there before the run ended
+    assert sorted(labels(out)) == [f"{c.name}_seg.nii.gz" for c in cases[:3]]
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_share_the_cases_and_merge_one_table(cohort, checkpoint, tmp_path):
+    alone, shared = tmp_path / "alone", tmp_path / "shared"
+    args = [str(cohort), "--checkpoint", str(checkpoint), "--device", "cpu", "--no-progress"]
+    one = subprocess.run([sys.executable, "-m", "napari_acs.inference", *args, "--out", str(alone)],
+                         env=ENV, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([*TORCHRUN, "-m", "napari_acs.inference", *args, "--out", str(shared)],
+                         env=ENV, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stdout + two.stderr
+    assert [r["case_id"] for r in table(shared / "volumes.csv")] == [r["case_id"] for r in table(alone / "volumes.csv")]
+    assert not list(shared.glob("volumes.rank*.csv"))  # the partial tables were merged away
+    mine, theirs = labels(alone), labels(shared)
+    assert mine.keys() == theirs.keys() and len(mine) == 5
+    for name, seg in mine.items():  # the same model: the same labels, up to rounding at the threshold
+        assert np.mean(seg == theirs[name]) > 0.999, name
+
+
+FAILING_RANK = """
+    import os, sys
+    from napari_acs.inference import engine
+    from napari_acs.inference.__main__ import main
+
+    real_init = engine.Segmenter.__init__
+
+    def init(self, *args, **kwargs):  # the fault: process 1 cannot build its engine (say, a lost GPU)
+        if os.environ["RANK"] == "1":
+            raise RuntimeError("no device for process 1")
+        real_init(self, *args, **kwargs)
+
+    engine.Segmenter.__init__ = init
+    sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_a_failing_process_reports_its_cases_and_the_other_finishes(cohort, checkpoint, tmp_path):
+    script = tmp_path / "failing_rank.py"
+    script.write_text(textwrap.dedent(FAILING_RANK))
+    out = tmp_path / "out"
+    done = subprocess.run([*TORCHRUN, str(script), str(cohort), "--checkpoint", str(checkpoint),
+                           "--device", "cpu", "--no-progress", "--out", str(out)],
+                          env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "process 1 of 2 failed: RuntimeError: no device for process 1" in done.stderr
+    rows = table(out / "volumes.csv")
+    assert len(rows) == 5
+    assert [r["error"] == "" for r in rows] == [True, False, True, False, True]  # cases 1, 3 were process 1's
+    assert all("no device for process 1" in r["error"] for r in rows[1::2])
+    assert len(labels(out)) == 3

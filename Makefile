@@ -23,7 +23,7 @@ test: $(STAMP)
 # Re-resolve the lock files from pyproject.toml, constraints.txt and requirements/nodeps.in
 # (after changing a dependency, or to move to newer versions; then `make test` and commit).
 # Triton (a torch dependency on Linux) is left out: napari-acs compiles no kernels, and its
-# LLVM crashes a napari process whose OpenGL runs on Mesa (napari_acs/_napari/_gl_safety.py).
+# LLVM crashes a napari process whose OpenGL runs on Mesa (napari_acs/_napari/_workers.py).
 UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --universal --python-version 3.10 \
 	--custom-compile-command "make lock" --no-emit-package triton
 lock:

@@ -8,8 +8,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from napari_acs._napari._io import napari_get_reader
 from napari_acs._napari._layers import from_display, to_display
-from napari_acs._napari._reader import napari_get_reader
 from napari_acs.io import load_case
 from napari_acs.io.labels import SUB_REGION_COLOURS
 from nifti_cases import AFFINES, write_case

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from qtpy.QtCore import QPoint, Qt
 
-from napari_acs._napari._ortho import CROSSHAIR_NAME
+from napari_acs._napari._widget_ortho import CROSSHAIR_NAME
 from napari_acs.io.sample import sample_case_path
 from tests.test_widgets import WINDOW, dock, open_case, shoot
 

@@ -1,15 +1,25 @@
-"""BratsCase <-> napari layer data, in radiological axial display order.
+"""BratsCase <-> napari layers: display order, layer data, the current case, result layers.
 
-Cases are computed in canonical RAS+ ``(X, Y, Z)``. napari shows the last two
-axes of an array, rows down and columns right; radiologists read axial slices
-with anterior at the top and the patient's right on the screen's left. So
-layers hold the view ``display = canonical.transpose(2, 1, 0)[:, ::-1, ::-1]``
-(axes ``(Z, Y, X)``, Y and X reversed): the slider walks inferior to superior.
-Both directions are views, never copies; ``scale`` carries the spacing in mm.
+**Display order.** Cases are computed in canonical RAS+ ``(X, Y, Z)``. napari shows the last
+two axes of an array, rows down and columns right; radiologists read axial slices with
+anterior at the top and the patient's right on the screen's left. So layers hold the view
+``display = canonical.transpose(2, 1, 0)[:, ::-1, ::-1]`` (axes ``(Z, Y, X)``, Y and X
+reversed): the slider walks inferior to superior. Both directions are views, never
+copies; ``scale`` carries the spacing in mm.
+
+**The current case** (the one the widgets work on). Layers opened by the plugin carry their
+case in ``layer.metadata["napari_acs"]["case"]``. The current case is the case of the
+selected (active) layer; when the active layer has none (nothing selected, or a layer from
+elsewhere), it is the case of the top-most layer that has one, which is the most recently
+opened case unless the user reordered the layer list.
+
+napari and Qt are imported inside the functions that need them, so the reader (which
+imports this module) stays light.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -104,3 +114,112 @@ def case_layer_data(case: Any) -> list[tuple]:
             (to_display(case.label), labels_layer_kwargs(case, f"{case.case_id} seg"), "labels")
         )
     return layers
+
+
+# --------------------------------------------------------------------------- the current case
+
+PREDICTION_SUFFIX = "prediction"
+
+
+def _own_case(case: Any) -> Any:
+    """Our own :class:`~napari_acs.io.BratsCase` behind napari's ``PublicOnlyProxy``.
+
+    Workaround, scoped to the plugin's own objects: plugin widgets get a proxied viewer,
+    and ``PublicOnlyProxy.create`` (napari/utils/_proxies.py) wraps every object whose
+    type's module name starts with "napari", which includes ``napari_acs``. A proxied case
+    would hand proxied arrays to the backend; ``__wrapped__`` is wrapt's documented
+    attribute for the object behind a proxy.
+    """
+    return getattr(case, "__wrapped__", case)
+
+
+def layer_case(layer: Any) -> Any | None:
+    """The :class:`~napari_acs.io.BratsCase` a layer was made from, or ``None``."""
+    info = (getattr(layer, "metadata", None) or {}).get(METADATA_KEY) or {}
+    case = info.get("case")
+    return None if case is None else _own_case(case)
+
+
+def current_case(viewer: Any) -> Any | None:
+    """The active layer's case, else the top-most layer's case, else ``None``."""
+    active = viewer.layers.selection.active
+    if active is not None and (case := layer_case(active)) is not None:
+        return case
+    for layer in reversed(list(viewer.layers)):
+        if (case := layer_case(layer)) is not None:
+            return case
+    return None
+
+
+def prediction_name(case: Any) -> str:
+    """Name of the Labels layer the Segment widget writes for ``case``."""
+    return f"{case.case_id} {PREDICTION_SUFFIX}"
+
+
+def reference_layer(viewer: Any, case: Any) -> Any | None:
+    """The case's reference segmentation layer (the reader's ``"<id> seg"``), or ``None``.
+
+    Only a Labels layer of the same case counts; the widget's own prediction never does.
+    """
+    from napari.layers import Labels
+
+    candidates = [
+        layer
+        for layer in viewer.layers
+        if isinstance(layer, Labels) and layer_case(layer) is case and layer.name != prediction_name(case)
+    ]
+    preferred = [layer for layer in candidates if layer.name == f"{case.case_id} seg"]
+    return (preferred or candidates or [None])[0]
+
+
+def canonical_labels(layer: Any) -> np.ndarray:
+    """A Labels layer's data back in canonical ``(X, Y, Z)`` order, as a copy."""
+    return np.array(from_display(np.asarray(layer.data)), dtype=np.uint8)
+
+
+# --------------------------------------------------------------------------- adding a layer
+
+#: Overlays napari's Labels layer creates for its paint tools (napari 0.5-0.9 names).
+DEFERRED_OVERLAYS = ("polygon", "brush_stroke")
+#: Pause between two deferred steps (ms): long enough for Qt to repaint and run other
+#: timers in between (zero-delay timers posted from a timer may all run in one pass).
+STEP_INTERVAL_MS = 50
+
+
+def add_layer_in_steps(viewer: Any, layer: Any, *, paint_tools: bool = True) -> Any:
+    """``viewer.layers.append(layer)``, with the paint-tool overlays added on later turns.
+
+    napari sets up a new layer synchronously on insertion: its vispy visuals, the visuals
+    of its overlays and its layer controls. For a whole-brain Labels layer on 2 cores that
+    turn was the GUI's longest stall while segmenting. The layer's two paint-tool overlays
+    (~130 ms of vispy set-up nobody sees until a paint tool is picked) are put back one
+    per later turn instead.
+
+    Workaround, scoped to a layer the plugin built itself: napari has no public way to
+    defer a layer's overlays, so the layer's own overlay dict (``layer._overlays``) is
+    emptied before insertion and refilled afterwards. Measured with
+    ``benchmarks/bench_gui_stall.py`` (largest gap while showing the result, 4 runs each,
+    2 cores): 163-220 ms without it, 85-137 ms with it. Without that attribute (another
+    napari version) the layer is added as it is.
+
+    Build ``layer`` in a worker thread to take its construction off the GUI thread too.
+    ``paint_tools=False`` never builds the paint-tool overlays (display-only copies, which
+    are never painted).
+    """
+    from qtpy.QtCore import QTimer
+
+    overlays = getattr(layer, "_overlays", None)
+    deferred = [(key, overlays.pop(key)) for key in DEFERRED_OVERLAYS if overlays is not None and key in overlays]
+    viewer.layers.append(layer)
+    steps: deque = deque()
+    for key, overlay in deferred if paint_tools else ():
+        steps.append(lambda key=key, overlay=overlay: overlays.__setitem__(key, overlay))
+
+    def next_step() -> None:
+        steps.popleft()()
+        if steps:
+            QTimer.singleShot(STEP_INTERVAL_MS, next_step)
+
+    if steps:
+        QTimer.singleShot(STEP_INTERVAL_MS, next_step)
+    return layer

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QComboBox, QFormLayout, QTextBrowser, QWidget
 
-from napari_acs._napari._ui import MessageLabel, PathEdit, error_text
+from napari_acs._napari._qt import MessageLabel, PathEdit, error_text
 from napari_acs._napari._workers import TaskRunner
 
 Kind = Literal["demo", "preset", "checkpoint"]

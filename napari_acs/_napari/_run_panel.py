@@ -22,8 +22,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_acs._napari._current import current_case
-from napari_acs._napari._ui import MessageLabel, error_text
+from napari_acs._napari._layers import current_case
+from napari_acs._napari._qt import MessageLabel, error_text
 from napari_acs._napari._workers import Job, StopsJobsWhenClosed, TaskRunner
 
 DEVICES = (("Auto (GPU if available)", "auto"), ("CPU", "cpu"), ("CUDA GPU", "cuda"))
@@ -35,17 +35,22 @@ class RunPanel(QWidget):
 
     Args:
         run_text: the Run button's text.
-        cancelled_text: shown when a job was cancelled (say what was left unchanged).
+        cancelled_text: shown when a job was cancelled (say what was left unchanged);
+            ``None`` leaves the message to the widget.
+        cancel_text: the Cancel button's text (Fine-tune's "Stop").
+        cancelling_text: shown from the click on Cancel until the job has stopped.
     """
 
-    def __init__(self, run_text: str = "Run", cancelled_text: str = "Cancelled.", parent: QWidget | None = None) -> None:
+    def __init__(self, run_text: str = "Run", cancelled_text: str | None = "Cancelled.", *,
+                 cancel_text: str = "Cancel", cancelling_text: str = "Cancelling…",
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.cancelled_text = cancelled_text
         self.device = QComboBox()
         for text, value in DEVICES:
             self.device.addItem(text, value)
+        self.cancelling_text = cancelling_text
         self.run_button = QPushButton(run_text)
-        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button = QPushButton(cancel_text)
         self.cancel_button.setEnabled(False)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
@@ -68,7 +73,8 @@ class RunPanel(QWidget):
         self.runner = TaskRunner(self)
         self.runner.progressed.connect(self.show_progress)
         self.runner.failed.connect(lambda exc: self.message.show_message(error_text(exc), "error"))
-        self.runner.cancelled.connect(lambda: self.message.show_message(self.cancelled_text, "warning"))
+        if cancelled_text is not None:
+            self.runner.cancelled.connect(lambda: self.message.show_message(cancelled_text, "warning"))
         self.runner.succeeded.connect(lambda result: self.progress.setValue(1000))
         self.runner.stopped.connect(self._stopped)
 
@@ -104,7 +110,7 @@ class RunPanel(QWidget):
     def cancel(self) -> None:
         """Stop the running job (its result, if any, is dropped)."""
         if self.runner.busy:
-            self.message.show_message("Cancelling…")
+            self.message.show_message(self.cancelling_text)
             self.runner.cancel()
 
     def wait(self, timeout: float | None = None) -> bool:

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from qtpy.QtWidgets import QLabel, QProgressBar
 
-from napari_acs._napari._current import current_case
+from napari_acs._napari._layers import current_case
 from napari_acs._napari._model_choice import EngineCache, ModelChoice, ModelSpec
+from napari_acs._napari._qt import column, group_box
 from napari_acs._napari._run_panel import ModelRunWidget, RunPanel, connect_case_changes
-from napari_acs._napari._ui import column, group_box
 
 if TYPE_CHECKING:
     import napari

@@ -16,21 +16,17 @@ from qtpy.QtCore import Qt
 from qtpy.QtGui import QDoubleValidator
 from qtpy.QtWidgets import (
     QComboBox,
-    QFormLayout,
-    QHBoxLayout,
     QLineEdit,
     QPlainTextEdit,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
-from napari_acs._napari._curves import CurvePlot
 from napari_acs._napari._model_choice import BackendInfo, load_backend
-from napari_acs._napari._run_panel import DEVICES
-from napari_acs._napari._ui import MessageLabel, PathEdit, error_text
+from napari_acs._napari._qt import CurvePlot, PathEdit, error_text
+from napari_acs._napari._run_panel import RunPanel
 from napari_acs._napari._workers import StopsJobsWhenClosed, TaskRunner
 
 if TYPE_CHECKING:
@@ -92,63 +88,39 @@ class FinetuneWidget(StopsJobsWhenClosed, QWidget):
         self.existing = QComboBox()
         for text, value in EXISTING:
             self.existing.addItem(text, value)
-        self.device = QComboBox()
-        for text, value in DEVICES:
-            self.device.addItem(text, value)
-        self.start_button = QPushButton("Start")
+        self.panel = RunPanel("Start", None, cancel_text="Stop", cancelling_text="Stopping after the current step…")
+        self.device, self.runner, self.message = self.panel.device, self.panel.runner, self.panel.message
+        self.start_button, self.stop_button = self.panel.run_button, self.panel.cancel_button
         self.start_button.setEnabled(False)
-        self.stop_button = QPushButton("Stop")
         self.stop_button.setToolTip("Stops after the current step and saves the model (last.safetensors)")
-        self.stop_button.setEnabled(False)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        self.progress.setFormat("idle")
         self.loss_plot = CurvePlot("Training loss (thin: per step)")
         self.val_plot = CurvePlot("Validation")
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
         self.log.setMaximumBlockCount(2000)
         self.log.setFixedHeight(90)
-        self.message = MessageLabel()
         self.use_button = QPushButton("Use in Segment")
         self.use_button.setEnabled(False)
 
-        form = QFormLayout()
-        form.addRow("Task", self.task)
-        form.addRow("Cohort", self.cohort)
-        form.addRow("Labels CSV", self.labels_csv)
-        form.addRow("Preset", self.preset)
-        form.addRow("Convolutions", self.conv)
-        form.addRow("Epochs", self.epochs)
-        form.addRow("Learning rate", self.lr)
-        form.addRow("Patch size", self.patch)
-        form.addRow("Steps per epoch", self.steps)
-        form.addRow("Output folder", self.out_dir)
-        form.addRow("Run already in folder", self.existing)
-        form.addRow("Device", self.device)
-        self._form = form
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.start_button)
-        buttons.addWidget(self.stop_button)
+        rows = (("Task", self.task), ("Cohort", self.cohort), ("Labels CSV", self.labels_csv),
+                ("Preset", self.preset), ("Convolutions", self.conv), ("Epochs", self.epochs),
+                ("Learning rate", self.lr), ("Patch size", self.patch), ("Steps per epoch", self.steps),
+                ("Output folder", self.out_dir), ("Run already in folder", self.existing))
+        self._form = self.panel.options  # one form: these rows, then the panel's Device
+        for row, (label, field) in enumerate(rows):
+            self._form.insertRow(row, label, field)
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addLayout(buttons)
-        layout.addWidget(self.progress)
+        layout.addWidget(self.panel)
         layout.addWidget(self.loss_plot, 1)
         layout.addWidget(self.val_plot, 1)
         layout.addWidget(self.log)
-        layout.addWidget(self.message)
         layout.addWidget(self.use_button)
         self.setMinimumWidth(400)
 
         self.task.currentIndexChanged.connect(self._task_changed)
         self.start_button.clicked.connect(lambda: self.start())
-        self.stop_button.clicked.connect(self.stop)
         self.use_button.clicked.connect(self.use_checkpoint)
-        self.runner = TaskRunner(self)
-        self.runner.progressed.connect(self._show_progress)
         self.runner.posted.connect(self._on_event)
-        self.runner.failed.connect(lambda exc: self.message.show_message(error_text(exc), "error"))
         self.runner.cancelled.connect(self._cancelled)
         self.runner.stopped.connect(self._idle)
         self.backend = TaskRunner(self)
@@ -164,6 +136,7 @@ class FinetuneWidget(StopsJobsWhenClosed, QWidget):
             self.preset.addItem(name, name)
             self.preset.setItemData(self.preset.count() - 1, description, Qt.ItemDataRole.ToolTipRole)
         self.preset.setCurrentIndex(self.preset.findData(info.default))
+        self.panel.set_cuda_available(info.cuda)
         self.start_button.setEnabled(True)
 
     def _task_changed(self) -> None:
@@ -212,22 +185,18 @@ class FinetuneWidget(StopsJobsWhenClosed, QWidget):
         self.loss_plot.clear()
         self.val_plot.clear()
         self.log.clear()
-        self.message.clear_message()
-        self.start_button.setEnabled(False)
-        self.stop_button.setEnabled(True)
-        self._log(f"fine-tuning {settings['model']} ({settings['conv'].upper()}) for {settings['task']} "
-                  f"on {settings['cohort']}")
+        what = f"{settings['model']} ({settings['conv'].upper()}) for {settings['task']} on {settings['cohort']}"
+        self._log(f"fine-tuning {what}")
         post = self.runner.post
-        self.runner.start(lambda progress, cancel: run_finetune(settings, post, progress, cancel))
+        self.panel.start(lambda progress, cancel: run_finetune(settings, post, progress, cancel), f"Fine-tuning {what}…")
 
     def stop(self) -> None:
         """Stop after the current step; the run saves the model it has (last.safetensors)."""
-        if self.runner.busy:
-            self._log("stopping after the current step…")
-            self.runner.cancel()
+        self.panel.cancel()
 
     def wait(self, timeout: float | None = None) -> bool:
-        return self.runner.wait(timeout)
+        """Process events until the run has stopped (scripts and tests)."""
+        return self.panel.wait(timeout)
 
     def _cancelled(self) -> None:
         self._log("stopped by the user")
@@ -236,12 +205,7 @@ class FinetuneWidget(StopsJobsWhenClosed, QWidget):
 
     def _idle(self) -> None:
         self.start_button.setEnabled(True)
-        self.stop_button.setEnabled(False)
-        self.progress.setFormat("idle" if self.checkpoint is None else "done")
-
-    def _show_progress(self, fraction: float, message: str) -> None:
-        self.progress.setValue(int(fraction * 1000))
-        self.progress.setFormat(f"{message} (%p%)")
+        self.panel.progress.setFormat("idle" if self.checkpoint is None else "done")
 
     def _log(self, line: str) -> None:
         self.log.appendPlainText(line)

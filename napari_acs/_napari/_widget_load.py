@@ -15,8 +15,8 @@ from qtpy.QtWidgets import (
 )
 
 from napari_acs._napari._layers import DEFAULT_VISIBLE, MODALITY_NAMES, case_layer_data
+from napari_acs._napari._qt import MessageLabel, PathEdit, error_text
 from napari_acs._napari._results import RegionLegend
-from napari_acs._napari._ui import MessageLabel, PathEdit, error_text
 from napari_acs._napari._workers import StopsJobsWhenClosed, TaskRunner
 
 if TYPE_CHECKING:

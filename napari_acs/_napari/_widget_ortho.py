@@ -31,7 +31,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_acs._napari._add_layer import add_layer_in_steps
+from napari_acs._napari._layers import add_layer_in_steps
 
 if TYPE_CHECKING:
     import napari

@@ -2,7 +2,7 @@
 
 The work (model building, sliding-window inference, volumes, Dice/HD95) runs in a
 thread worker; the GUI thread only adds or updates the result layer. See
-:mod:`napari_acs._napari._current` for which case is segmented.
+:mod:`napari_acs._napari._layers` for which case is segmented.
 """
 
 from __future__ import annotations
@@ -22,19 +22,20 @@ from qtpy.QtWidgets import (
     QPushButton,
 )
 
-from napari_acs._napari._add_layer import add_layer_in_steps
-from napari_acs._napari._current import (
+from napari_acs._napari._layers import (
+    add_layer_in_steps,
     canonical_labels,
     current_case,
+    labels_layer_kwargs,
     layer_case,
     prediction_name,
     reference_layer,
+    to_display,
 )
-from napari_acs._napari._layers import labels_layer_kwargs, to_display
 from napari_acs._napari._model_choice import EngineCache, ModelChoice, ModelSpec
+from napari_acs._napari._qt import column, error_text, group_box
 from napari_acs._napari._results import RegionLegend, ResultsTable
 from napari_acs._napari._run_panel import ModelRunWidget, RunPanel, connect_case_changes
-from napari_acs._napari._ui import column, error_text, group_box
 from napari_acs._napari._workers import TaskRunner
 
 if TYPE_CHECKING:
@@ -96,7 +97,7 @@ def run_segmentation(
 
 
 class SegmentWidget(ModelRunWidget):
-    """Dock widget: segment the current case (see :func:`~napari_acs._napari._current.current_case`)."""
+    """Dock widget: segment the current case (see :func:`~napari_acs._napari._layers.current_case`)."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()

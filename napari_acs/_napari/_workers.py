@@ -12,22 +12,25 @@ told to stop and awaited (:func:`stop_all_tasks`), so the process ends cleanly.
 A fine-tuning job treats the stop like its Stop button: it saves where it got to.
 Job threads run at a lower CPU priority (Linux; :data:`JOB_NICENESS`), so the GUI
 thread gets a core whenever it has work, however busy the job keeps the CPUs.
+Before a job starts, Triton is kept out of the process where it would crash it
+(:func:`block_triton_after_mesa`).
 """
 
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import os
 import queue
 import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from qtpy.QtCore import QEvent, QEventLoop, QObject, QTimer, Signal
 
-from napari_acs._napari._gl_safety import block_triton_after_mesa
 from napari_acs.progress import CancelEvent, Cancelled
 
 Job = Callable[[Callable[[float, str], None], threading.Event], Any]
@@ -222,3 +225,41 @@ class StopsJobsWhenClosed:
             for runner in self.findChildren(TaskRunner):
                 runner.cancel("the panel was closed")
         return super().event(event)
+
+
+# --------------------------------------------------------------------------- Triton and Mesa
+#
+# Keep Triton out of a napari process whose OpenGL runs on Mesa (llvmpipe, radeonsi...).
+#
+# Mesa's drivers map ``libLLVM``; Triton's ``libtriton.so`` exports its own LLVM with the
+# same symbol names (triton-lang/triton#1236; the same clash with TensorFlow's LLVM is
+# tensorflow/tensorflow#124205), and loading it after Mesa crashes the process: a
+# segmentation fault in Triton's module initialisation, reproduced under Xvfb with
+# llvmpipe and triton 3.8 (``import triton`` after ``napari.Viewer(show=True)``).
+# torch imports Triton lazily (``torch._dynamo`` and ``torch.utils.flop_counter``, which
+# torchvision and timm pull in) only to check that it is there; napari-acs compiles no
+# kernels. So, only when Triton is installed, ``libLLVM`` is already mapped and Triton is
+# not imported yet, Triton is marked unavailable (``import triton`` raises ``ImportError``
+# and torch carries on without it).
+#
+# This is process-wide by nature (a crash of the whole process is what it prevents). The
+# locked environment of ``make`` does not install Triton (requirements/lock.txt), so there
+# it never acts; it protects users whose torch brought Triton along.
+
+MAPS = Path("/proc/self/maps")
+
+
+def llvm_is_mapped() -> bool:
+    """True when a ``libLLVM`` shared library is loaded in this process (Linux only)."""
+    try:
+        return "libLLVM" in MAPS.read_text()
+    except OSError:  # no /proc (macOS, Windows): no clash known there
+        return False
+
+
+def block_triton_after_mesa() -> bool:
+    """Mark Triton unavailable if it is installed, not imported, and Mesa's LLVM is loaded; True if blocked."""
+    if "triton" in sys.modules or importlib.util.find_spec("triton") is None or not llvm_is_mapped():
+        return False
+    sys.modules["triton"] = None  # type: ignore[assignment]  # import raises ImportError
+    return True

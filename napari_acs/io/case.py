@@ -14,10 +14,8 @@ exactly onto the source grid with :class:`SourceGeometry`.
 
 from __future__ import annotations
 
-import gzip
 import os
 import re
-import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,12 +24,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 from nibabel.affines import voxel_sizes
-from nibabel.filebasedimages import ImageFileError
 from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
-from nibabel.spatialimages import HeaderDataError
 
 from napari_acs.io.errors import BratsInputError
 from napari_acs.io.labels import CONVENTIONS, Convention, unknown_label_values
+from napari_acs.io.nifti import READ_ERRORS, open_nifti
 
 #: Modality names per naming convention, in image channel order.
 MODALITIES: dict[str, tuple[str, str, str, str]] = {
@@ -51,9 +48,6 @@ _NAME = re.compile(
 _NAMING_HINT = "files named like <id>_t1.nii.gz (BraTS 2021) or <id>-t1n.nii.gz (BraTS 2023)"
 _RAS = axcodes2ornt(("R", "A", "S"))
 # What gzip/zlib raise on damaged .gz files, and nibabel on unreadable or truncated NIfTI files.
-_GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
-_READ_ERRORS = (OSError, ValueError, ImageFileError, HeaderDataError, MemoryError)
-_GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass(frozen=True)
@@ -348,51 +342,15 @@ def _common_geometry(
 
 
 def _open(path: Path) -> tuple[nib.Nifti1Image, tuple[int, int, int]]:
-    """Read a NIfTI file (a .nii.gz wholly decompressed in memory, its gzip CRC checked)
-    and check that it holds one 3D volume of plain numbers."""
-    try:
-        if path.name.endswith(".gz"):
-            img = _from_gzip(path)
-        else:
-            img = nib.load(path)
-    except BratsInputError:
-        raise
-    except _GZIP_ERRORS as exc:
-        raise BratsInputError(path, f"corrupt or truncated gzip file ({type(exc).__name__}: {exc})") from exc
-    except _READ_ERRORS as exc:
-        raise BratsInputError(path, f"not a readable NIfTI file ({type(exc).__name__}: {exc})") from exc
-    shape = img.shape
-    if any(size != 1 for size in shape[3:]):
-        raise BratsInputError(
-            path, f"is a {len(shape)}D volume (shape {shape}); expected one 3D volume per file"
-        )
-    if len(shape) < 3 or min(shape[:3]) < 2:
-        dims = sum(size > 1 for size in shape[:3])
-        raise BratsInputError(path, f"is a {dims}D image (shape {shape}); expected a 3D volume")
-    dtype = img.get_data_dtype()
-    if dtype.kind not in "biuf":
-        raise BratsInputError(path, f"has voxel type {dtype}; expected integer or float voxels")
-    return img, tuple(int(size) for size in shape[:3])
-
-
-def _from_gzip(path: Path) -> nib.Nifti1Image:
-    """A .nii.gz file decompressed in one call (releases the GIL; checks CRC and length,
-    which nibabel's partial stream reads never reach)."""
-    compressed = path.read_bytes()
-    if not compressed.startswith(_GZIP_MAGIC):
-        raise BratsInputError(path, "not gzip-compressed although its name ends in .gz: not a .nii.gz file")
-    data = gzip.decompress(compressed)
-    del compressed
-    sizeof_hdr = {int.from_bytes(data[:4], order) for order in ("little", "big")}
-    image_class = nib.Nifti2Image if nib.nifti2.Nifti2Header.sizeof_hdr in sizeof_hdr else nib.Nifti1Image
-    return image_class.from_bytes(data)
+    """A NIfTI file read safely (:func:`napari_acs.io.nifti.open_nifti`: header checked first)."""
+    return open_nifti(path)
 
 
 def _read_raw(img: nib.Nifti1Image, path: Path, shape: tuple[int, int, int]) -> np.ndarray:
     """Unscaled source-grid voxels (X, Y, Z) in the file's own dtype, read once."""
     try:
         raw = np.asarray(img.dataobj.get_unscaled())
-    except _READ_ERRORS as exc:
+    except READ_ERRORS as exc:
         raise BratsInputError(
             path, f"voxel data cannot be read: corrupt or truncated file ({type(exc).__name__}: {exc})"
         ) from exc
@@ -420,7 +378,15 @@ def _read_label(
     img: nib.Nifti1Image, path: Path, source: SourceGeometry, convention: Convention
 ) -> np.ndarray:
     """Canonical uint8 (X, Y, Z) label map, values checked against ``convention``."""
-    values = _read_raw(img, path, source.shape)
+    values = label_values(img, path, source.shape, convention)
+    return np.array(source.to_canonical(values), dtype=np.uint8, order="C")
+
+
+def label_values(img: nib.Nifti1Image, path: Path, shape: tuple[int, int, int], convention: Convention
+                 ) -> np.ndarray:
+    """A segmentation's voxels on its own grid (X, Y, Z), as uint8, checked: finite integers
+    of ``convention`` only (NaN, 1.5, 5 or -1 are refused, naming the file and the values)."""
+    values = _read_raw(img, path, shape)
     slope, inter = float(img.dataobj.slope), float(img.dataobj.inter)
     if slope != 1.0 or inter != 0.0:
         values = values * slope + inter
@@ -442,5 +408,5 @@ def _read_label(
             if other != convention and not unknown_label_values(values, other):
                 problem += f"; they fit the {other} convention, whose files are named <id>{SEPARATORS[other]}seg.nii.gz"
         raise BratsInputError(path, problem)
-    return np.array(source.to_canonical(values), dtype=np.uint8, order="C")
+    return values.astype(np.uint8)
 

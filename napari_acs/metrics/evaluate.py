@@ -17,7 +17,8 @@ import nibabel as nib
 import numpy as np
 
 from napari_acs.io import BratsInputError, parse_name
-from napari_acs.io.case import AFFINE_TOLERANCE_MM
+from napari_acs.io.case import AFFINE_TOLERANCE_MM, label_values
+from napari_acs.io.nifti import open_nifti
 from napari_acs.metrics.brats import brats_metrics
 from napari_acs.metrics.lesionwise import LESION_METRICS, LesionParams, get_challenge
 
@@ -49,12 +50,11 @@ def _seg_files(folder: Path) -> dict[str, SegFile]:
     return found
 
 
-def _read_labels(seg: SegFile) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        img = nib.load(seg.path)
-        return np.asarray(img.dataobj).astype(np.int16), img.affine
-    except Exception as exc:  # nibabel raises many types for unreadable files
-        raise BratsInputError(seg.path, f"cannot read segmentation: {exc}") from exc
+def _read_labels(seg: SegFile, expected_shape: tuple[int, int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The file's labels (uint8, its own grid) and affine: header checked before any voxel is
+    decompressed (size limit, ``expected_shape``), values checked against its convention."""
+    img, shape = open_nifti(seg.path, expected_shape=expected_shape)
+    return label_values(img, seg.path, shape, seg.convention), img.affine
 
 
 def evaluate_folders(
@@ -76,11 +76,17 @@ def evaluate_folders(
         if case_id not in refs:
             raise BratsInputError(pred.path, f"no reference segmentation for case {case_id} in {ref_dir}")
         ref = refs[case_id]
-        p, p_aff = _read_labels(pred)
         r, r_aff = _read_labels(ref)
-        if p.shape != r.shape or not np.allclose(p_aff, r_aff, atol=AFFINE_TOLERANCE_MM):
-            raise BratsInputError(pred.path, f"grid differs from the reference {ref.path} "
-                                             f"(shape {p.shape} vs {r.shape})")
+        try:
+            p, p_aff = _read_labels(pred, expected_shape=r.shape)
+        except BratsInputError as exc:
+            if "differs from the expected" in str(exc):
+                raise BratsInputError(pred.path, f"{exc.problem} shape of the reference {ref.path}") from None
+            raise
+        if not np.allclose(p_aff, r_aff, atol=AFFINE_TOLERANCE_MM):
+            diff = float(np.abs(p_aff - r_aff).max())
+            raise BratsInputError(pred.path, f"affine differs from the reference {ref.path} by {diff:.4g} mm "
+                                             f"(same shape {p.shape}; tolerance {AFFINE_TOLERANCE_MM} mm)")
         spacing = nib.affines.voxel_sizes(r_aff)
         metrics = brats_metrics(p, r, spacing, convention=pred.convention, ref_convention=ref.convention,
                                 challenge=params)

@@ -1,0 +1,137 @@
+"""Reading a NIfTI file safely: the header is checked before any voxel is allocated or decompressed.
+
+A forged header can claim 10^15 voxels in a tiny file, and a 2 MB ``.nii.gz`` can
+decompress to gigabytes. So the header is read first (the first bytes of the file, or
+of the gzip stream), its shape, voxel type and uncompressed size are checked against
+:data:`MAX_VOXELS` and, when the caller knows it, the expected shape; a ``.nii.gz`` is
+then decompressed to at most the size its header states, and a stream that holds more
+is refused. Every refusal is a :class:`~napari_acs.io.BratsInputError` naming the file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import zlib
+from pathlib import Path
+
+import nibabel as nib
+from nibabel.filebasedimages import ImageFileError
+from nibabel.spatialimages import HeaderDataError
+
+from napari_acs.io.errors import BratsInputError
+
+#: Largest volume accepted, in voxels (512 x 512 x 512; a BraTS volume is 240 x 240 x 155 =
+#: 8.9 million). Four such modalities take 2 GiB as float32, the most a 2-core, 24 GB
+#: machine can segment comfortably.
+MAX_VOXELS = 512**3
+#: Header bytes read first: a NIfTI-2 header (540) is the larger of the two.
+HEADER_BYTES = 540
+
+GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
+READ_ERRORS = (OSError, ValueError, ImageFileError, HeaderDataError, MemoryError)
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _header(first: bytes, path: Path) -> nib.Nifti1Header:
+    """The NIfTI-1 or NIfTI-2 header at the start of ``first``."""
+    sizeof_hdr = {int.from_bytes(first[:4], order) for order in ("little", "big")}
+    header_class = nib.Nifti2Header if nib.Nifti2Header.sizeof_hdr in sizeof_hdr else nib.Nifti1Header
+    if len(first) < header_class.sizeof_hdr:
+        raise BratsInputError(path, f"is {len(first)} bytes long: too short for a NIfTI header")
+    try:
+        return header_class.from_fileobj(_BytesReader(first))
+    except READ_ERRORS as exc:
+        raise BratsInputError(path, f"not a readable NIfTI file ({type(exc).__name__}: {exc})") from exc
+
+
+class _BytesReader:
+    """The minimal file object nibabel's header parser reads from."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data, self._at = data, 0
+
+    def read(self, size: int = -1) -> bytes:
+        end = len(self._data) if size < 0 else self._at + size
+        chunk, self._at = self._data[self._at : end], min(end, len(self._data))
+        return chunk
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._at = offset if whence == 0 else self._at + offset if whence == 1 else len(self._data) + offset
+        return self._at
+
+    def tell(self) -> int:
+        return self._at
+
+
+def check_header(header: nib.Nifti1Header, path: Path,
+                 expected_shape: tuple[int, int, int] | None = None) -> tuple[tuple[int, int, int], int]:
+    """The volume's 3D shape and the file's uncompressed size (bytes), or a refusal naming ``path``."""
+    shape = tuple(int(size) for size in header.get_data_shape())
+    if any(size < 0 for size in shape):
+        raise BratsInputError(path, f"has a header with negative sizes {shape}")
+    if any(size != 1 for size in shape[3:]):
+        raise BratsInputError(path, f"is a {len(shape)}D volume (shape {shape}); expected one 3D volume per file")
+    if len(shape) < 3 or min(shape[:3]) < 2:
+        dims = sum(size > 1 for size in shape[:3])
+        raise BratsInputError(path, f"is a {dims}D image (shape {shape}); expected a 3D volume")
+    voxels = math.prod(shape[:3])
+    if voxels > MAX_VOXELS:
+        raise BratsInputError(path, f"header claims {' x '.join(map(str, shape[:3]))} = {voxels:,} voxels, "
+                                    f"more than the {MAX_VOXELS:,} accepted (512^3)")
+    shape3 = shape[:3]
+    if expected_shape is not None and tuple(shape3) != tuple(expected_shape):
+        raise BratsInputError(path, f"shape {shape3} differs from the expected {tuple(expected_shape)}")
+    dtype = header.get_data_dtype()
+    if dtype.kind not in "biuf":
+        raise BratsInputError(path, f"has voxel type {dtype}; expected integer or float voxels")
+    offset = int(header.get_data_offset()) or header.sizeof_hdr + 4
+    return shape3, offset + voxels * dtype.itemsize
+
+
+def open_nifti(path: str | Path, *, expected_shape: tuple[int, int, int] | None = None
+               ) -> tuple[nib.Nifti1Image, tuple[int, int, int]]:
+    """A NIfTI image (``.nii`` or ``.nii.gz``, wholly in memory for ``.gz``) and its 3D shape,
+    after the header checks of :func:`check_header`; a ``.gz`` is decompressed to at most
+    its stated size and its CRC checked."""
+    path = Path(path)
+    try:
+        if path.name.endswith(".gz"):
+            return _open_gzip(path, expected_shape)
+        with open(path, "rb") as stream:
+            first = stream.read(HEADER_BYTES)
+        shape, size = check_header(_header(first, path), path, expected_shape)
+        actual = path.stat().st_size
+        if actual < size:
+            raise BratsInputError(path, f"is {actual:,} bytes but its header needs {size:,}: truncated file")
+        return nib.load(path), shape
+    except BratsInputError:
+        raise
+    except GZIP_ERRORS as exc:
+        raise BratsInputError(path, f"corrupt or truncated gzip file ({type(exc).__name__}: {exc})") from exc
+    except READ_ERRORS as exc:
+        raise BratsInputError(path, f"not a readable NIfTI file ({type(exc).__name__}: {exc})") from exc
+
+
+def _open_gzip(path: Path, expected_shape: tuple[int, int, int] | None
+               ) -> tuple[nib.Nifti1Image, tuple[int, int, int]]:
+    compressed = path.read_bytes()
+    if not compressed.startswith(GZIP_MAGIC):
+        raise BratsInputError(path, "not gzip-compressed although its name ends in .gz: not a .nii.gz file")
+    first = zlib.decompressobj(wbits=31).decompress(compressed, HEADER_BYTES)
+    shape, size = check_header(_header(first, path), path, expected_shape)
+    stream = zlib.decompressobj(wbits=31)  # decompression releases the GIL
+    data = stream.decompress(compressed, size + 1)
+    if len(data) > size or stream.unconsumed_tail:
+        raise BratsInputError(path, f"decompresses to more than the {size:,} bytes its header states "
+                                    "(a malformed or malicious file)")
+    data += stream.flush()
+    if len(data) > size:
+        raise BratsInputError(path, f"decompresses to more than the {size:,} bytes its header states "
+                                    "(a malformed or malicious file)")
+    if not stream.eof:
+        raise BratsInputError(path, "corrupt or truncated gzip file (EOFError: the stream ends before its end marker)")
+    del compressed
+    image_class = nib.Nifti2Image if isinstance(_header(data[:HEADER_BYTES], path), nib.Nifti2Header) \
+        else nib.Nifti1Image
+    return image_class.from_bytes(data), shape

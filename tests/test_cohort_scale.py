@@ -69,6 +69,40 @@ def test_the_table_grows_as_cases_finish_and_a_bad_case_does_not_stop_the_others
     assert sorted(labels(out)) == [f"{c.name}_seg.nii.gz" for c in cases[:3]]
 
 
+def test_duplicate_ids_a_busy_folder_and_skip_existing(cohort, checkpoint, tmp_path):
+    import fcntl
+
+    from napari_acs.inference.batch import LOCK_FILE, OutputFolderBusy
+    from napari_acs.io import BratsInputError
+
+    cases = sorted(p for p in cohort.iterdir() if p.is_dir())
+    engine = Segmenter.from_checkpoint(checkpoint, device="cpu")
+    out = tmp_path / "out"
+    twin = tmp_path / "elsewhere" / cases[0].name  # the same case id in another folder
+    shutil.copytree(cases[0], twin)
+    with pytest.raises(BratsInputError, match=f"case {cases[0].name} is also given as"):
+        segment_cases([cases[0], cases[1], twin], out, engine, overwrite=True)
+    assert not out.exists()  # refused before anything was written
+
+    out.mkdir()
+    with open(out / LOCK_FILE, "a") as other:  # another command holds the folder
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(OutputFolderBusy, match="another napari-acs command is writing"):
+            segment_cases(cases[:2], out, engine)
+    assert not (out / "volumes.csv").exists()
+
+    first = segment_cases(cases[:2], out, engine)  # an "interrupted" run: two cases done
+    written = {r.case_id: r.output.stat().st_mtime_ns for r in first}
+    with pytest.raises(FileExistsError, match="--skip-existing"):
+        segment_cases(cases[:4], out, engine)
+    again = segment_cases(cases[:4], out, engine, skip_existing=True)
+    assert [r.skipped for r in again] == [True, True, False, False] and not any(r.error for r in again)
+    assert {r.case_id: r.output.stat().st_mtime_ns for r in again[:2]} == written  # kept, not rewritten
+    for kept, earlier in zip(again[:2], first):  # from the earlier table (3 decimals)
+        assert kept.volumes_ml == pytest.approx(earlier.volumes_ml, abs=1e-3)
+    assert [r["case_id"] for r in table(out / "volumes.csv")] == [c.name for c in cases[:4]]
+
+
 @pytest.mark.slow
 def test_torchrun_two_processes_share_the_cases_and_merge_one_table(cohort, checkpoint, tmp_path):
     alone, shared = tmp_path / "alone", tmp_path / "shared"

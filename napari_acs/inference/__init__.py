@@ -19,7 +19,7 @@ _EXPORTS = {
     "resolve_device": "napari_acs.inference.device",
     "segment": "napari_acs.inference.predict",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = ["Cancelled", "Classifier", "Segmenter", "classify", "predict_regions", "resolve_device", "segment"]
 
 if TYPE_CHECKING:
     from napari_acs.inference.device import resolve_device

@@ -6,6 +6,7 @@ overwritten unless asked; every file is written atomically.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io as _io
 import json
@@ -17,16 +18,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from napari_acs.inference.engine import Segmenter
-from napari_acs.io import BratsInputError, default_seg_name, find_cases, load_case, save_segmentation
+from napari_acs.io import BratsInputError, default_seg_name, find_case_files, find_cases, load_case, save_segmentation
+from napari_acs.io.case import SEPARATORS
 from napari_acs.io.files import atomic_write_text
 from napari_acs.metrics import volumes_ml
 from napari_acs.progress import CancelSignal, ProgressCallback, check_cancel, report
 
 VOLUMES_CSV = "volumes.csv"
 RUN_JSON = "run.json"
+LOCK_FILE = ".napari-acs.lock"
 
 
 @dataclass
@@ -39,6 +43,7 @@ class CaseResult:
     volumes_ml: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     error: str | None = None
+    skipped: bool = False  # kept from an earlier run (--skip-existing)
 
 
 def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
@@ -63,6 +68,7 @@ def segment_cases(
     cancel: CancelSignal = None,
     shard: tuple[int, int] = (0, 1),
     table_name: str = VOLUMES_CSV,
+    skip_existing: bool = False,
 ) -> list[CaseResult]:
     """Segment every case of ``inputs`` into ``out_dir``; returns one result per case.
 
@@ -73,17 +79,34 @@ def segment_cases(
     ``table_name`` (``volumes.csv``) is rewritten, atomically, after every case, so
     an interrupted run keeps the rows of the cases it finished. ``shard=(rank, world)``
     takes every ``world``-th case from the ``rank``-th (see :mod:`napari_acs.inference.shard`).
+    ``skip_existing`` keeps cases whose segmentation is already in ``out_dir`` (a run
+    interrupted before): their rows come from the earlier table or the file itself.
+
+    Two cases with one id, or another command writing to ``out_dir``, are refused before
+    anything is written (:class:`OutputFolderBusy` for the latter).
     """
     out = Path(out_dir)
     table = out / table_name
-    if table.exists() and not overwrite:
-        raise FileExistsError(f"{table} exists; pass overwrite=True (--overwrite) to replace it")
+    if table.exists() and not (overwrite or skip_existing):
+        raise FileExistsError(f"{table} exists; pass --overwrite to replace it, or --skip-existing to go on")
     paths = expand_inputs(inputs)
     if not paths:
         raise BratsInputError(Path(inputs[0]) if inputs else out, "no BraTS case found")
+    _refuse_duplicate_ids(paths)
+    earlier = _earlier_rows(table) if skip_existing else {}
     rank, world = shard
     paths = paths[rank::world]
     out.mkdir(parents=True, exist_ok=True)
+    with _output_lock(out, exclusive=world == 1):
+        return _segment_all(paths, inputs, out, table, engine_or_model=model, device=device, tta=tta,
+                            overwrite=overwrite, skip_existing=skip_existing, earlier=earlier,
+                            run_info=run_info, progress=progress, cancel=cancel, shard=shard)
+
+
+def _segment_all(paths: list[Path], inputs, out: Path, table: Path, *, engine_or_model, device, tta, overwrite,
+                 skip_existing, earlier, run_info, progress, cancel, shard) -> list[CaseResult]:
+    model = engine_or_model
+    rank, world = shard
     engine = model if isinstance(model, Segmenter) else Segmenter(model, device=device, tta=tta)
     if rank == 0:
         atomic_write_text(
@@ -95,7 +118,7 @@ def segment_cases(
         )
     results: list[CaseResult] = []
     with ThreadPoolExecutor(1, "napari-acs read") as reader, ThreadPoolExecutor(1, "napari-acs write") as writer:
-        loading = reader.submit(_load, paths[0], out, overwrite) if paths else None
+        loading = reader.submit(_load, paths[0], out, overwrite, skip_existing) if paths else None
         writing: Future | None = None
         for index, path in enumerate(paths):
             check_cancel(cancel, "segmentation")
@@ -103,13 +126,16 @@ def segment_cases(
             start = time.perf_counter()
             loaded, loading = loading.result(), None
             if index + 1 < len(paths):  # read the next case while this one computes
-                loading = reader.submit(_load, paths[index + 1], out, overwrite)
+                loading = reader.submit(_load, paths[index + 1], out, overwrite, skip_existing)
 
             def case_progress(fraction: float, message: str, index: int = index) -> None:
                 report(progress, (index + fraction) / len(paths), f"case {index + 1}/{len(paths)}: {message}")
 
             if isinstance(loaded, str):
                 result.error = loaded
+                case = None
+            elif isinstance(loaded, Path):  # already segmented by an earlier run
+                result = _existing_result(path, loaded, earlier)
                 case = None
             else:
                 case, target = loaded
@@ -135,16 +161,90 @@ def segment_cases(
     return results
 
 
-def _load(path: Path, out: Path, overwrite: bool) -> tuple[Any, Path] | str:
-    """Reader thread: the case and its output path, or the one-line reason it cannot be segmented."""
+def _load(path: Path, out: Path, overwrite: bool, skip_existing: bool) -> tuple[Any, Path] | Path | str:
+    """Reader thread: the case and its output path, the existing output to keep, or the
+    one-line reason it cannot be segmented."""
+    if skip_existing and not overwrite:
+        try:
+            files = find_case_files(path)
+        except BratsInputError as exc:
+            return str(exc)
+        target = out / f"{files.case_id}{SEPARATORS[files.convention]}seg.nii.gz"
+        if target.exists():
+            return target
     try:
         case = load_case(path)
     except BratsInputError as exc:
         return str(exc)
     target = out / default_seg_name(case)
     if target.exists() and not overwrite:
-        return f"{target} exists; pass --overwrite to replace it"
+        return f"{target} exists; pass --overwrite to replace it, or --skip-existing to keep it"
     return case, target
+
+
+def _refuse_duplicate_ids(paths: list[Path]) -> None:
+    """Two inputs of one case id would write one file twice: refused before anything runs."""
+    seen: dict[str, Path] = {}
+    for path in paths:
+        try:
+            case_id = find_case_files(path).case_id
+        except BratsInputError:
+            continue  # reported as that case's error when its turn comes
+        if case_id in seen:
+            raise BratsInputError(path, f"case {case_id} is also given as {seen[case_id]}: "
+                                        "one run segments each case id once")
+        seen[case_id] = path
+
+
+def _earlier_rows(table: Path) -> dict[str, dict]:
+    """The rows of an earlier run's table by case id (for cases kept by --skip-existing)."""
+    if not table.is_file():
+        return {}
+    with open(table, newline="") as stream:
+        return {row["case_id"]: row for row in csv.DictReader(stream) if not row.get("error")}
+
+
+def _existing_result(path: Path, target: Path, earlier: dict[str, dict]) -> CaseResult:
+    """A case kept from an earlier run: its earlier row, or volumes measured from its file."""
+    case_id = target.name.rsplit("seg.nii.gz", 1)[0][:-1]
+    row = earlier.get(case_id)
+    if row is not None and row.get("WT_ml"):
+        volumes = {k: float(row[f"{k}_ml"]) for k in ("WT", "TC", "ET")}
+    else:
+        from napari_acs.io.nifti import open_nifti
+
+        convention = find_case_files(path).convention
+        img, _ = open_nifti(target)
+        labels = np.asarray(img.dataobj)
+        volumes = volumes_ml(labels, tuple(float(z) for z in img.header.get_zooms()[:3]), convention)
+    return CaseResult(source=path, case_id=case_id, output=target, volumes_ml=volumes, skipped=True)
+
+
+class OutputFolderBusy(RuntimeError):
+    """Another napari-acs command is writing to the same output folder."""
+
+
+@contextlib.contextmanager
+def _output_lock(out: Path, *, exclusive: bool):
+    """Hold ``out/.napari-acs.lock`` while segmenting (released if the process dies).
+
+    ``exclusive``: one command at a time; processes of one torchrun job share it.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks here
+        yield
+        return
+    with open(out / LOCK_FILE, "a") as handle:
+        try:
+            fcntl.flock(handle, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputFolderBusy(f"{out}: another napari-acs command is writing to this folder; "
+                                   "wait for it to finish or choose another --out") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _write(result: CaseResult, labels, case, target: Path, overwrite: bool, start: float) -> CaseResult:

@@ -25,12 +25,16 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--conv", choices=("acs", "3d"), default="acs", help="with --model: ACS or native 3D")
     parser.add_argument("--tta", action="store_true", help="mirror test-time augmentation (8x slower)")
     parser.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N, mps")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    existing.add_argument("--skip-existing", action="store_true",
+                          help="keep cases already segmented in --out (e.g. after an interrupted run) and do the rest")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run_segment(args: argparse.Namespace) -> int:
     """Segment the inputs (this process's share under torchrun); print the table; 1 if any case failed."""
+    from napari_acs.inference.batch import OutputFolderBusy
     from napari_acs.inference.engine import Segmenter
     from napari_acs.inference.shard import rank_and_world, segment_sharded
     from napari_acs.io import BratsInputError
@@ -49,17 +53,19 @@ def run_segment(args: argparse.Namespace) -> int:
             print(f"model: {selected.description}", file=sys.stderr)
         return Segmenter(selected.model, device=args.device, tta=args.tta)
 
-    bar = ProgressBar(not args.no_progress and rank == 0, "segment" if world == 1 else f"segment (process 1 of {world})")
+    title = "segment" if world == 1 else f"segment (process 1 of {world})"
+    bar = ProgressBar(not args.no_progress and rank == 0, title)
     try:
-        results, failure = segment_sharded(args.inputs, args.out, build_engine, overwrite=args.overwrite, progress=bar,
+        results, failure = segment_sharded(args.inputs, args.out, build_engine, overwrite=args.overwrite,
+                                           skip_existing=args.skip_existing, progress=bar,
                                            run_info={"argv": sys.argv, "model_descriptions": described})
-    except (BratsInputError, FileExistsError) as exc:
+    except (BratsInputError, FileExistsError, OutputFolderBusy) as exc:
         raise CLIError(str(exc)) from exc
     finally:
         bar.close()
     if rank == 0:
         rows = [[r.case_id or str(r.source), *(f"{r.volumes_ml.get(k, float('nan')):.1f}" for k in ("WT", "TC", "ET")),
-                 f"{r.seconds:.1f}", r.error or "ok"] for r in results]
+                 f"{r.seconds:.1f}", r.error or ("kept (exists)" if r.skipped else "ok")] for r in results]
         print_table(rows, ["case", "WT mL", "TC mL", "ET mL", "s", "status"])
         for r in results:
             if r.error:

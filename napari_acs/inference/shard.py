@@ -34,6 +34,7 @@ def segment_sharded(
     build_engine: Callable[[], Segmenter],
     *,
     overwrite: bool = False,
+    skip_existing: bool = False,
     run_info: dict | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelSignal = None,
@@ -42,14 +43,15 @@ def segment_sharded(
     process's own on the others; this process's failure or ``None``)."""
     rank, world = rank_and_world()
     table = Path(out_dir) / VOLUMES_CSV
-    if table.exists() and not overwrite:
-        raise FileExistsError(f"{table} exists; pass overwrite=True (--overwrite) to replace it")
+    if table.exists() and not (overwrite or skip_existing):
+        raise FileExistsError(f"{table} exists; pass --overwrite to replace it, or --skip-existing to go on")
     partial = f"volumes.rank{rank}.csv"
     (Path(out_dir) / partial).unlink(missing_ok=True)  # left by a killed run: rows of cases redone now
     failure = None
     try:
-        results = segment_cases(inputs, out_dir, build_engine(), overwrite=overwrite, run_info=run_info,
-                                progress=progress, cancel=cancel, shard=(rank, world), table_name=partial)
+        results = segment_cases(inputs, out_dir, build_engine(), overwrite=overwrite, skip_existing=skip_existing,
+                                run_info=run_info, progress=progress, cancel=cancel, shard=(rank, world),
+                                table_name=partial)
     except Exception as exc:  # noqa: BLE001  (reported in the merged table; the other processes finish)
         if world == 1:
             raise

@@ -1,5 +1,7 @@
 """convert_to_acs / convert_to_3d on real timm CNNs: exact 3D counterparts, shared weights,
-layer-by-layer equality with the zero-padded conv3d, clear errors for what cannot convert."""
+layer-by-layer equality with the zero-padded conv3d, clear errors for what cannot convert, and a
+whole-model oracle that checks every converted layer with code that is not the converter's.
+(tests/test_converter_upstream.py guards the timm sources the converter mirrors.)"""
 
 from __future__ import annotations
 
@@ -25,7 +27,17 @@ from timm.models.convnext import ConvNeXtBlock
 from torch import nn
 
 from napari_acs.models.acs_conv import ACSConv3d
-from napari_acs.models.converter import UnsupportedModuleError, convert_to_3d, convert_to_acs, find_2d_ops
+from napari_acs.models.converter import (
+    BatchNormAct3d,
+    EffectiveSEModule3d,
+    LayerNorm3d,
+    SEModule3d,
+    SqueezeExcite3d,
+    UnsupportedModuleError,
+    convert_to_3d,
+    convert_to_acs,
+    find_2d_ops,
+)
 
 # Odd sizes that survive the stride-32 stages: padded convs need 17; unpadded
 # downsampling (ConvNeXt's k=2 s=2 convs, DenseNet's and VGG's 2x2 pools) needs 32.
@@ -372,3 +384,67 @@ def test_inflate_repeats_the_2d_kernel_along_x() -> None:
     with torch.no_grad():
         out = inflated(volume)
         torch.testing.assert_close(out[:, :, 1:-1], conv(image).unsqueeze(2).expand(-1, -1, 5, -1, -1))
+
+
+# ---------------------------------------------------------------------------- whole-model oracle
+
+#: Converted classes whose forward mirrors a timm 2D class's forward, and that class (upstream code).
+UPSTREAM = {
+    SqueezeExcite3d: SqueezeExcite,
+    SEModule3d: SEModule,
+    EffectiveSEModule3d: EffectiveSEModule,
+    BatchNormAct3d: BatchNormAct2d,
+    LayerNorm3d: LayerNorm2d,
+}
+ORACLE_MODELS = ("tf_efficientnet_lite0", "resnet18", "mobilenetv3_large_100", "regnety_002")
+
+
+def _is_2d(module: nn.Module) -> bool:
+    return isinstance(module, TWO_D_TYPES) or type(module) in TWO_D_FORWARDS or "2d" in type(module).__name__.lower()
+
+
+def _upstream_on_voxels(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """timm's own 2D forward on ``x (N, C, X, Y, Z)`` with the voxels laid out along one axis:
+    (N, C, X*Y*Z, 1) for per-voxel layers, (N, C, X*Y*Z, 1, 1) for squeeze-excitation (its
+    1x1 convolutions are ACS layers by now); a 2-axis mean there is the mean over all voxels."""
+    n, c, *spatial = x.shape
+    has_convs = any(isinstance(m, ACSConv3d) for m in layer.modules())
+    flat = x.reshape(n, c, -1, 1, 1) if has_convs else x.reshape(n, c, -1, 1)
+    return UPSTREAM[type(layer)].forward(layer, flat).reshape(n, c, *spatial)
+
+
+@pytest.mark.parametrize("name", ORACLE_MODELS)
+def test_whole_model_oracle_checks_every_converted_layer(name: str) -> None:
+    """A real forward of the converted encoder in float64, every converted layer checked on its own
+    input by code that is not the converter's: each ACS convolution against F.conv3d with the
+    zero-embedded kernel (test_acs_conv's channel-by-channel reference, "same" padding by timm's
+    get_same_padding), each layer whose forward the converter copied from timm against timm's own
+    forward; every 2D layer type of the source model is gone."""
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, features_only=True).eval().double()
+    source_2d = {type(m) for m in model.modules() if _is_2d(m)}
+    n_convs = sum(isinstance(m, nn.Conv2d) for m in model.modules())
+    convert_to_acs(model)
+    assert source_2d and {type(m) for m in model.modules()} & source_2d <= {SelectAdaptivePool2d}
+    assert [n for n, m in model.named_modules() if _is_2d(m) and type(m) is not SelectAdaptivePool2d] == []
+
+    mirrored = {cls3d for cls3d, cls2d in UPSTREAM.items() if any(issubclass(t, cls2d) for t in source_2d)}
+    seen: list[tuple[nn.Module, torch.Tensor, torch.Tensor]] = []  # copies: later in-place activations
+    hooks = [m.register_forward_hook(lambda m, args, out: seen.append((m, args[0].clone(), out.clone())))
+             for m in model.modules() if isinstance(m, (ACSConv3d, *UPSTREAM))]
+    with torch.no_grad():
+        model(torch.randn(1, 3, *SMALL, dtype=torch.float64))
+        for h in hooks:
+            h.remove()
+        failures = []
+        for layer, x, out in seen:
+            if isinstance(layer, ACSConv3d):
+                expected = reference_acs_conv(x, layer.weight, layer.bias, layer.stride, layer.padding,
+                                              layer.dilation, layer.groups)
+            else:
+                expected = _upstream_on_voxels(layer, x)
+            if out.shape != expected.shape or not torch.allclose(out, expected, rtol=1e-9, atol=1e-12):
+                failures.append(f"{layer!r}: max error {(out - expected).abs().max().item():.3g}")
+    assert failures == []
+    assert len({id(m) for m, *_ in seen if isinstance(m, ACSConv3d)}) == n_convs  # every convolution ran
+    assert {type(m) for m, *_ in seen} == {ACSConv3d, *mirrored}  # and every copied forward

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 
 class CLIError(Exception):
@@ -52,3 +52,18 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+
+
+def module_main(
+    argv: Sequence[str] | None,
+    *,
+    prog: str,
+    description: str,
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+    handler: Callable[[argparse.Namespace], int],
+) -> int:
+    """The ``main`` of a ``python -m napari_acs.<package>`` entry point (what ``torchrun`` launches):
+    parse ``argv`` with the flags ``add_arguments`` declares, then :func:`run_handler`."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_arguments(parser)
+    return run_handler(handler, parser.parse_args(argv), prog.removeprefix("python -m "))

@@ -38,7 +38,7 @@ def segmentation_scores(
     for case in cases:
         probs = engine.predict_regions(case.image.astype(np.float32), cancel=cancel)
         pred = regions_to_labels(probs >= 0.5, case.convention)
-        metrics = brats_metrics(pred, case.labels, case.spacing, case.convention)
+        metrics = brats_metrics(pred, case.labels, case.spacing, case.convention, challenge=None)  # Dice only
         scores.append({"case_id": case.case_id, **{r: metrics[r]["dice"] for r in REGIONS}})
     return scores
 

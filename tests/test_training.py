@@ -361,3 +361,14 @@ def test_cuda_mixed_precision_run_saves_its_gradient_scaler(cohort, tmp_path):
     assert state["scaler"]["scale"] > 0  # the float16 gradient scaler is saved for resuming
     assert next(first.model.parameters()).is_cuda
     assert load_model(first.best_checkpoint).checkpoint_meta["training"]["config"]["amp"] is True
+
+
+def test_resume_without_a_saved_state_never_replaces_checkpoints(cohort, tmp_path):
+    """A folder with best/last checkpoints but no training_state.pt: --resume is refused, nothing replaced."""
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("best.safetensors", "last.safetensors"):
+        (run / name).write_bytes(b"an earlier model")
+    with pytest.raises(FileExistsError, match="no training_state.pt to resume it from; nothing was replaced"):
+        finetune(FinetuneConfig(cohort, run, **SMALL, epochs=1, steps_per_epoch=1, resume=True))
+    assert all((run / name).read_bytes() == b"an earlier model" for name in ("best.safetensors", "last.safetensors"))

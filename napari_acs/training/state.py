@@ -32,7 +32,7 @@ HISTORY_FILE = "history.csv"
 CONFIG_FILE = "config.json"
 #: Written when a run stops early (Stop, Ctrl-C, napari closed): why, where, which checkpoint.
 STOPPED_FILE = "stopped.json"
-RUN_FILES = (STATE_FILE, LAST_CHECKPOINT, BEST_CHECKPOINT, HISTORY_FILE, CONFIG_FILE)
+RUN_FILES = (STATE_FILE, LAST_CHECKPOINT, BEST_CHECKPOINT, HISTORY_FILE, CONFIG_FILE, STOPPED_FILE)
 STATE_FORMAT = "napari_acs.training_state"
 STATE_VERSION = 1
 
@@ -81,7 +81,8 @@ def prepare_run_folder(config: FinetuneConfig) -> tuple[dict[str, Any] | None, s
 
     Without ``resume``, a folder holding a previous run is an error unless
     ``overwrite`` (its run files are then deleted). With ``resume`` and no saved
-    state the run starts from the beginning. A resumed run must keep its config
+    state the run starts from the beginning in an empty folder, and is refused in one
+    that holds checkpoints (they are never replaced without ``overwrite``). A resumed run must keep its config
     (except device, workers, resume and overwrite): else ``ValueError`` lists the changes.
     """
     out = config.out_dir
@@ -96,6 +97,11 @@ def prepare_run_folder(config: FinetuneConfig) -> tuple[dict[str, Any] | None, s
             )
         return state, f"resuming {out} at epoch {state['epoch'] + 1}"
     existing = [name for name in RUN_FILES if (out / name).exists()]
+    if existing and config.resume and not config.overwrite:
+        raise FileExistsError(
+            f"{out} holds a previous run ({', '.join(existing)}) but no {STATE_FILE} to resume it from; "
+            "nothing was replaced: pass overwrite=True (--overwrite) to start again, or use a new folder"
+        )
     if existing and not (config.overwrite or config.resume):
         raise FileExistsError(
             f"{out} holds a previous run ({', '.join(existing)}); pass resume=True (--resume) to "

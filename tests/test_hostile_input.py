@@ -138,3 +138,68 @@ def test_an_ordinary_case_still_loads(case_files, tmp_path: Path) -> None:
     assert shape == nib.load(case_files["t1"]).shape[:3]
     assert np.array_equal(np.asarray(img.dataobj), np.asarray(nib.load(case_files["t1"]).dataobj))
     assert load_case(case_files["t1"]).label is not None
+
+
+# ---------------------------------------------------------------------------- bad checkpoints
+
+
+def forged_checkpoint(tmp_path: Path, name: str, *, create=None, meta=None, nan: bool = False,
+                      task: str = "segmentation") -> Path:
+    """A real small checkpoint whose metadata (or weights) were edited afterwards."""
+    import json
+
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from napari_acs.models import create_model, save_checkpoint
+    from napari_acs.models.checkpoint import METADATA_KEY
+
+    path = save_checkpoint(create_model("mobilenetv2_100", task=task, pretrained=False), tmp_path / f"{name}.safetensors")
+    with safe_open(str(path), framework="pt") as fh:
+        header = json.loads(fh.metadata()[METADATA_KEY])
+        tensors = {key: fh.get_tensor(key) for key in fh.keys()}
+    header["create_model"].update(create or {})
+    header["meta"].update(meta or {})
+    if nan:
+        first = next(key for key, value in tensors.items() if value.is_floating_point())
+        tensors[first] = torch.full_like(tensors[first], float("nan"))
+    save_file(tensors, str(path), metadata={METADATA_KEY: json.dumps(header)})
+    return path
+
+
+@pytest.mark.parametrize("name, change, message", [
+    ("three_channels", dict(create={"in_channels": 3}), "in_channels=3 is not allowed"),
+    ("huge_head", dict(create={"num_classes": 10**9}), "num_classes=1000000000 is not allowed"),
+    ("negative_head", dict(create={"num_classes": -3}), "num_classes=-3 is not allowed"),
+    ("odd_patch", dict(meta={"patch_size": ["a", "b"]}), "patch_size ['a', 'b'] is not three voxel counts"),
+    ("nan_weights", dict(nan=True), "hold NaN or infinite values"),
+    ("classifier", dict(task="classification"), "a classification model cannot be used for segmentation"),
+])
+def test_segment_refuses_a_bad_checkpoint_in_one_line(case_files, tmp_path: Path, name, change, message) -> None:
+    path = forged_checkpoint(tmp_path, name, **change)
+    done = subprocess.run([sys.executable, "-m", "napari_acs.cli", "segment", str(case_files["t1"].parent),
+                           "--checkpoint", str(path), "--out", str(tmp_path / "out"), "--no-progress"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert str(path) in done.stderr and message in done.stderr, done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_path_inside_a_checkpoint_is_never_opened(tmp_path: Path) -> None:
+    import sys as _sys
+
+    from napari_acs.models import load_model
+
+    secret = tmp_path / "not_for_you.pth"
+    secret.write_bytes(b"private")
+    path = forged_checkpoint(tmp_path, "follows_paths", create={"pretrained": str(secret)})
+    opened: list[str] = []
+
+    def audit(event: str, args: tuple) -> None:
+        if event == "open" and str(args[0]) == str(secret):
+            opened.append(event)
+
+    _sys.addaudithook(audit)
+    model = load_model(path)
+    assert not opened and model.create_kwargs["pretrained"] == str(secret)  # recorded, never followed

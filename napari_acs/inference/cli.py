@@ -46,12 +46,14 @@ def run_segment(args: argparse.Namespace) -> int:
     def build_engine() -> Segmenter:
         try:
             selected = select_model(args.model, args.checkpoint, conv=args.conv)
-        except (FileNotFoundError, ValueError, OSError) as exc:
-            raise CLIError(str(exc)) from exc
+            engine = Segmenter(selected.model, device=args.device, tta=args.tta)
+        except (FileNotFoundError, ValueError, OSError, RuntimeError) as exc:
+            raise CLIError(f"{args.checkpoint}: {exc}" if args.checkpoint and str(args.checkpoint) not in str(exc)
+                           else str(exc)) from exc
         described.append(selected.description)
         if rank == 0:
             print(f"model: {selected.description}", file=sys.stderr)
-        return Segmenter(selected.model, device=args.device, tta=args.tta)
+        return engine
 
     title = "segment" if world == 1 else f"segment (process 1 of {world})"
     bar = ProgressBar(not args.no_progress and rank == 0, title)

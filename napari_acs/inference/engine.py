@@ -51,8 +51,13 @@ def _load(path_or_model: ModelSource) -> tuple[nn.Module, bool]:
 class _Engine:
     """What both engines share: the private, prepared network and its device."""
 
+    task = "segmentation"
+
     def __init__(self, model: nn.Module, *, device: str | torch.device = "auto", amp: bool = True,
                  _owned: bool = False) -> None:
+        given = (getattr(model, "create_kwargs", None) or {}).get("task", self.task)
+        if given != self.task:
+            raise ValueError(f"a {given} model cannot be used for {self.task}: choose a {self.task} checkpoint")
         self.device = resolve_device(device)
         self.amp = amp
         #: The source model's metadata (a checkpoint's ``checkpoint_meta``, ``preset``, ``create_kwargs``).
@@ -241,6 +246,8 @@ class Segmenter(_Engine):
 
 class Classifier(_Engine):
     """MGMT classification engine: the probability that a case is positive (methylated)."""
+
+    task = "classification"
 
     def __init__(self, model: nn.Module, *, device: str | torch.device = "auto", _owned: bool = False) -> None:
         self.input_size = model_input_size(model)

@@ -107,7 +107,47 @@ def _parse_header(header: Any, path: Path) -> dict:
     for key in ("create_model", "meta"):
         if not isinstance(header.get(key), dict):
             raise CheckpointError(f"{path}: napari-acs metadata has no {key!r} object")
+    _check_meta(header["meta"], path)
     return header
+
+
+#: What a checkpoint's ``create_model`` object may hold, and the checks each value must pass.
+_CREATE_KWARGS = {
+    "name": lambda v: isinstance(v, str) and 0 < len(v) <= 100 and v.replace("_", "").replace(".", "").isalnum(),
+    "conv": lambda v: v in ("acs", "3d"),
+    "task": lambda v: v in ("segmentation", "classification"),
+    "in_channels": lambda v: v == 4,  # the four MRI sequences of a BraTS case
+    "num_classes": lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 16,
+    "pretrained": lambda v: v in (False, None, True) or isinstance(v, str),  # never followed: see load_model
+    "dropout": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1,
+}
+_SIZE_KEYS = ("patch_size", "input_size")
+
+
+def _check_create_kwargs(kwargs: dict, path: Path) -> None:
+    """Refuse, before anything is built, rebuild arguments a napari-acs model cannot have."""
+    unknown = sorted(set(kwargs) - set(_CREATE_KWARGS))
+    if unknown:
+        raise CheckpointError(f"{path}: unknown create_model keys {unknown} in the metadata")
+    if "name" not in kwargs:
+        raise CheckpointError(f"{path}: the metadata's create_model has no model name")
+    for key, value in kwargs.items():
+        if not _CREATE_KWARGS[key](value):
+            raise CheckpointError(f"{path}: create_model {key}={value!r} is not allowed in a napari-acs checkpoint")
+    task = kwargs.get("task", "segmentation")
+    if task == "segmentation" and kwargs.get("num_classes", 3) != 3:
+        raise CheckpointError(f"{path}: a segmentation model has 3 outputs (WT, TC, ET), "
+                              f"not num_classes={kwargs['num_classes']}")
+
+
+def _check_meta(meta: dict, path: Path) -> None:
+    for key in _SIZE_KEYS:
+        size = meta.get(key)
+        if size is None:
+            continue
+        if not (isinstance(size, list) and len(size) == 3
+                and all(isinstance(s, int) and not isinstance(s, bool) and 8 <= s <= 512 for s in size)):
+            raise CheckpointError(f"{path}: meta {key} {size!r} is not three voxel counts between 8 and 512")
 
 
 def _no_metadata(path: Path) -> CheckpointError:
@@ -192,9 +232,17 @@ def load_model(
         ``create_kwargs`` attributes.
     """
     state, header = load_checkpoint(path)
+    bad = [key for key, value in state.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if bad:
+        raise CheckpointError(f"{path}: weights {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} hold NaN "
+                              "or infinite values (a diverged training run?)")
+    create_kwargs = header["create_model"]
     if build is None:
         from napari_acs.models.factory import create_model as build
-    create_kwargs = header["create_model"]
+
+        _check_create_kwargs(create_kwargs, Path(path))
+        # the weights come from this file: a path in the metadata is never opened
+        create_kwargs = {**create_kwargs, "pretrained": False}
     try:
         model = build(**create_kwargs)
     except (TypeError, ValueError) as exc:
@@ -207,5 +255,5 @@ def load_model(
         raise CheckpointError(f"{path}: weights do not fit the rebuilt model: {exc}") from exc
     model.to(device).eval()
     model.checkpoint_meta = header["meta"]
-    model.create_kwargs = create_kwargs
+    model.create_kwargs = header["create_model"]
     return model

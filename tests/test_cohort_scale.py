@@ -147,7 +147,7 @@ def test_a_failing_process_reports_its_cases_and_the_other_finishes(cohort, chec
                            "--device", "cpu", "--no-progress", "--out", str(out)],
                           env=ENV, capture_output=True, text=True, timeout=300)
     assert done.returncode != 0
-    assert "process 1 of 2 failed: RuntimeError: no device for process 1" in done.stderr
+    assert "process 1 of 2 failed: " in done.stderr and "no device for process 1" in done.stderr
     rows = table(out / "volumes.csv")
     assert len(rows) == 5
     assert [r["error"] == "" for r in rows] == [True, False, True, False, True]  # cases 1, 3 were process 1's

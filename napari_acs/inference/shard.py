@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from napari_acs.cli_support import CLIError
 from napari_acs.inference.batch import VOLUMES_CSV, CaseResult, expand_inputs, segment_cases, volumes_table
 from napari_acs.inference.engine import Segmenter
 from napari_acs.io.files import atomic_write_text
@@ -55,7 +56,8 @@ def segment_sharded(
     except Exception as exc:  # noqa: BLE001  (reported in the merged table; the other processes finish)
         if world == 1:
             raise
-        failure = f"process {rank} of {world} failed: {type(exc).__name__}: {exc}"
+        reason = str(exc) if isinstance(exc, CLIError) else f"{type(exc).__name__}: {exc}"
+        failure = f"process {rank} of {world} failed: {reason}"
         results = [CaseResult(source=path, error=failure) for path in expand_inputs(inputs)[rank::world]]
     if world == 1:
         _finish(out_dir, [results], [partial])

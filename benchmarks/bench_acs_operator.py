@@ -1,14 +1,14 @@
 """Benchmark: ACS convolution implementations against acsconv's ACSConv and the conv2d floor.
 
-For each layer shape it times, interleaved and repeated (median and min of the runs):
+For each layer shape it times, interleaved and repeated (median and fastest of the runs):
   acsconv   acsconv.operators.ACSConv (three conv3d calls, then cat)
   split3    three F.conv3d calls with the anisotropic kernels, then torch.cat
   slices2d  conv2d over slices: each third permuted/reshaped to (N*D, C, H, W)
   dense     one F.conv3d with the zero-padded k x k x k kernel (the reference)
-  ours      napari_acs.models.ACSConv3d (the shipped default path)
+  ours      napari_acs.models.ACSConv3d (the path its build-time rules choose: acs_paths)
   floor     one conv2d with the same FLOPs over all slices, input already (N*D, C, H, W)
 in both memory formats (contiguous NCDHW and channels_last_3d), forward only and
-forward + backward. Writes a Markdown table (ratios ours/acsconv and ours/floor).
+forward + backward. Prints a Markdown table (ratios ours/acsconv and ours/floor).
 
     python benchmarks/bench_acs_operator.py [--threads 2] [--repeats 7] [--out FILE] [--quick]
 """
@@ -22,7 +22,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
@@ -33,7 +32,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from acsconv.operators import ACSConv  # noqa: E402
 
-from napari_acs.models.acs_conv import ACSConv3d, acs_conv3d, acs_kernel_3d, acs_split
+from napari_acs.models.acs_conv import ACSConv3d, acs_conv3d, acs_kernel_3d, acs_split  # noqa: E402
+from napari_acs.models.cpu_info import describe_cpu  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -139,20 +139,23 @@ def _with_backward(f: Callable[[], torch.Tensor], leaves: tuple[torch.Tensor, ..
     return call
 
 
-def _time(variants: dict[str, Callable[[], object]], repeats: int) -> dict[str, tuple[float, float]]:
-    """(median wall, median process CPU) seconds per variant; runs interleaved so that
-    load from other processes hits all variants alike."""
+def _time(variants: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[tuple[float, float]]]:
+    """(wall, process CPU) seconds of each run of each variant; interleaved, every other
+    round in reverse order, so that load from other processes hits all variants alike."""
     for f in variants.values():  # warm-up: oneDNN primitive creation
         f()
-    wall: dict[str, list[float]] = {k: [] for k in variants}
-    cpu: dict[str, list[float]] = {k: [] for k in variants}
-    for _ in range(repeats):
-        for k, f in variants.items():
+    runs: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
+    order = list(variants.items())
+    for i in range(repeats):
+        for k, f in order if i % 2 == 0 else order[::-1]:
             t0, c0 = time.perf_counter(), time.process_time()
             f()
-            cpu[k].append(time.process_time() - c0)
-            wall[k].append(time.perf_counter() - t0)
-    return {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in variants}
+            runs[k].append((time.perf_counter() - t0, time.process_time() - c0))
+    return runs
+
+
+def _stat(runs: list[tuple[float, float]], pick: Callable[[list[float]], float]) -> tuple[float, float]:
+    return pick([w for w, _ in runs]), pick([c for _, c in runs])
 
 
 def _check_exact(s: Shape) -> None:
@@ -167,53 +170,51 @@ def _check_exact(s: Shape) -> None:
             raise AssertionError(f"{name} differs from the dense reference for {s}")
 
 
-def _cpu_name() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per variant (default 7)")
     parser.add_argument("--quick", action="store_true", help="only the headline and one depthwise shape")
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("RESULTS_acs_operator.md"))
+    parser.add_argument("--out", type=Path, help="also write the table to this Markdown file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     shapes = QUICK if args.quick else SHAPES
+    print(describe_cpu(), flush=True)
     lines = [
         "# ACS operator benchmark",
         "",
         f"`python benchmarks/bench_acs_operator.py --threads {args.threads} --repeats {args.repeats}`:"
-        f" {_cpu_name()}, torch {torch.__version__}, {args.threads} threads, batch 1, float32.",
+        f" {describe_cpu()}, {args.threads} threads, batch 1, float32.",
         "Cells: median wall ms / median process CPU ms of interleaved runs (CPU time is the",
         "steady measure on a shared machine). floor = one conv2d of the same FLOPs over all",
         "output slices, input already laid out as (D, C, H, W) in the same memory format.",
+        "Ratios of medians, then of the fastest runs (the least disturbed, on a shared machine).",
         "",
         "| layer | format | pass | acsconv | split3 | slices2d | dense | floor | ours "
-        "| ours/acsconv wall, cpu | ours/floor wall, cpu |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| ours/acsconv wall, cpu | ours/floor wall, cpu | fastest: ours/acsconv wall, cpu |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in shapes:
         _check_exact(s)
         for fmt_name, fmt in (("NCDHW", torch.contiguous_format), ("channels_last_3d", torch.channels_last_3d)):
             for backward in (False, True):
-                t = _time(_variants(s, fmt, backward), args.repeats)
+                runs = _time(_variants(s, fmt, backward), args.repeats)
+                t = {k: _stat(r, statistics.median) for k, r in runs.items()}
+                fast = {k: _stat(r, min) for k, r in runs.items()}
                 cells = " | ".join(
                     f"{1e3 * t[k][0]:.0f} / {1e3 * t[k][1]:.0f}" if k in t else "-"
                     for k in ("acsconv", "split3", "slices2d", "dense", "floor", "ours")
                 )
                 ratios = [
-                    f"{t['ours'][0] / t[ref][0]:.2f}, {t['ours'][1] / t[ref][1]:.2f}" for ref in ("acsconv", "floor")
+                    f"{m['ours'][0] / m[ref][0]:.2f}, {m['ours'][1] / m[ref][1]:.2f}"
+                    for m, ref in ((t, "acsconv"), (t, "floor"), (fast, "acsconv"))
                 ]
                 row = f"| {s.name} | {fmt_name} | {'fwd+bwd' if backward else 'fwd'} | {cells} | {' | '.join(ratios)} |"
                 print(row, flush=True)
                 lines.append(row)
-    args.out.write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.out}")
+    if args.out is not None:
+        args.out.write_text("\n".join(lines) + "\n")
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

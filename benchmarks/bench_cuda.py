@@ -23,27 +23,23 @@ import contextlib
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import torch
 
 from napari_acs.inference import segment
 from napari_acs.io import default_seg_name, load_case, save_segmentation
 from napari_acs.io.sample import sample_case_path
-from napari_acs.models import acs_conv, create_model
+from napari_acs.models import create_model
+from napari_acs.models.acs_paths import acs_paths
+from napari_acs.models.cpu_info import describe_cpu
 from napari_acs.training.losses import RegionLoss
 from napari_acs.training.step import train_step
 
 
-@contextlib.contextmanager
-def acs_variant(name: str) -> Iterator[None]:
-    """Run the ACS layers on CUDA as ``dense`` (the shipped path) or as three ``parts``."""
-    shipped = acs_conv._CUDA_DENSE
-    acs_conv._CUDA_DENSE = name == "dense"
-    try:
-        yield
-    finally:
-        acs_conv._CUDA_DENSE = shipped
+def acs_variant(name: str) -> contextlib.AbstractContextManager[None]:
+    """ACS layers built inside run on CUDA as ``dense`` (the shipped path) or as three ``parts``."""
+    return acs_paths(cuda="dense" if name == "dense" else "parts")
 
 
 class ChannelsLast(torch.nn.Module):
@@ -136,7 +132,7 @@ def main() -> int:
                         print(row, flush=True)
                         del model, net
                         torch.cuda.empty_cache()
-    print(f"\n### CUDA, {torch.cuda.get_device_name()}, torch {torch.__version__}, AMP float16\n")
+    print(f"\n### CUDA, {torch.cuda.get_device_name()}, torch {torch.__version__}, AMP float16\n\n{describe_cpu()}\n")
     print("| model | conv | ACS operator | layout | case: files in -> seg written (s) | segment (s) "
           "| segment peak (MiB) | train step 2x4x96^3 (s) | train peak (MiB) | train step, cudnn.benchmark (s) |")
     print("|---|---|---|---|---|---|---|---|---|---|")

@@ -17,6 +17,8 @@ import subprocess
 import sys
 import tempfile
 
+from napari_acs.models.cpu_info import describe_cpu
+
 CHILD = r"""
 import json, resource, sys, time, torch
 torch.set_num_threads({threads})
@@ -64,7 +66,7 @@ def main() -> int:
     med = {n: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for n, rs in results.items()}
     base = med["3D, auto window"]["segment"]
     print(f"### Full case, `{args.model}`, CPU {args.threads} threads\n")
-    print(f"Machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}. "
+    print(f"Machine: {describe_cpu()}, Python {platform.python_version()}. "
           f"Command: `python benchmarks/bench_inference.py --model {args.model} --threads {args.threads} "
           f"--repeats {args.repeats}` (medians of {args.repeats}, fresh process each).\n")
     print("| configuration | files in -> seg written (s) | segment (s) | segment / 3D | peak RSS (GB) |")

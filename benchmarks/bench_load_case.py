@@ -26,6 +26,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from napari_acs.models.cpu_info import cpu_flags, cpu_model
+
 SHAPE = (240, 240, 155)
 VARIANTS = (
     "load_case threads=1",
@@ -77,16 +79,10 @@ def run_variant(variant: str, folder: Path) -> dict:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        lines = cpuinfo.read_text().splitlines()
-        names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-        cpu = names[0] if names else cpu
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return (
-        f"{cpu}, {min(cores, 2)} of {cores} cores used, Python {platform.python_version()}, "
-        f"numpy {np.__version__}, nibabel {nib.__version__}"
+        f"{cpu_model()} ({' '.join(cpu_flags())}), {min(cores, 2)} of {cores} cores used, "
+        f"Python {platform.python_version()}, numpy {np.__version__}, nibabel {nib.__version__}"
     )
 
 

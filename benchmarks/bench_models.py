@@ -17,6 +17,8 @@ import statistics
 import subprocess
 import sys
 
+from napari_acs.models.cpu_info import describe_cpu
+
 CHILD = r"""
 import json, resource, time, torch
 torch.set_num_threads({threads})
@@ -61,7 +63,7 @@ def main() -> int:
         print(f"| {r['preset']} | {r['params ACS (M)']} | {r['params 3D (M)']} | {r['ACS/3D']} |")
 
     print(f"\n### Forward, 1x4x{args.size}^3 channels-last-3d, CPU {args.threads} threads\n")
-    print(f"Machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}. "
+    print(f"Machine: {describe_cpu()}, Python {platform.python_version()}. "
           f"Command: `python benchmarks/bench_models.py --threads {args.threads} --repeats {args.repeats}` "
           "(fresh process per run, interleaved, median; peak RSS of the whole process).\n")
     print("| preset | encoder ACS (s) | encoder 3D (s) | encoder ACS / 3D | U-Net ACS (s) | U-Net 3D (s) "

@@ -17,16 +17,20 @@ import statistics
 import subprocess
 import sys
 
+from napari_acs.models.cpu_info import describe_cpu
+
 CHILD = r"""
 import json, statistics, time, torch
 torch.set_num_threads({threads})
 from napari_acs.models import create_model
+from napari_acs.models.acs_paths import configure_acs
 from napari_acs.training.losses import RegionLoss
 from napari_acs.training.measure import PeakMemory
 from napari_acs.training.step import train_step
 device = torch.device({device!r})
 torch.manual_seed(0)
 model = create_model({model!r}, conv={conv!r}, pretrained=False).to(device).train()
+configure_acs(model, device, training=True)  # as the training loop does
 optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
 loss_fn = RegionLoss()
 scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
@@ -78,7 +82,7 @@ def main() -> int:
     a, n = med["acs"], med["3d"]
     print(f"### Training step, `{args.model}`, {args.batch}x4x{args.size}^3, {args.device}"
           + (f" {args.threads} threads" if args.device == "cpu" else " (AMP)") + "\n")
-    print(f"Machine: {platform.machine()}, Python {platform.python_version()}. Command: `python "
+    print(f"Machine: {describe_cpu()}, Python {platform.python_version()}. Command: `python "
           f"benchmarks/bench_training.py --model {args.model} --batch {args.batch} --size {args.size} "
           f"--steps {args.steps} --repeats {args.repeats} --threads {args.threads} --device {args.device}` "
           "(fresh process per twin, interleaved; median step of each run, median over runs).\n")

@@ -13,6 +13,7 @@ from timm.layers.padding import get_same_padding
 from torch import nn
 
 from napari_acs.models.acs_conv import ACSConv3d, acs_conv3d, acs_kernel_3d, acs_split
+from napari_acs.models.acs_paths import acs_paths
 
 FORMATS = {"NCDHW": torch.contiguous_format, "channels_last_3d": torch.channels_last_3d}
 
@@ -169,12 +170,13 @@ def test_depthwise_slices_gradients_everywhere(fmt: torch.memory_format) -> None
     wider than the kernel (output planes that read no input plane), asymmetric "same"."""
     torch.manual_seed(0)
     checked = 0
-    for k, stride, dilation, padding in itertools.product([2, 3, 5], [1, 2, 3], [1, 2], [0, "same", 3]):
-        x = torch.randn(2, 7, 9, 8, 7, dtype=torch.float64).contiguous(memory_format=fmt).requires_grad_()
-        weight = torch.randn(7, 1, k, k, dtype=torch.float64, requires_grad=True)
-        bias = torch.randn(7, dtype=torch.float64, requires_grad=True)
-        label = f"{k=} {stride=} {dilation=} {padding=}"
-        checked += _matches_reference_with_gradients(x, weight, bias, stride, padding, dilation, 7, label)
+    with acs_paths(cpu_train="slices", cpu_train_cl="slices"):
+        for k, stride, dilation, padding in itertools.product([2, 3, 5], [1, 2, 3], [1, 2], [0, "same", 3]):
+            x = torch.randn(2, 7, 9, 8, 7, dtype=torch.float64).contiguous(memory_format=fmt).requires_grad_()
+            weight = torch.randn(7, 1, k, k, dtype=torch.float64, requires_grad=True)
+            bias = torch.randn(7, dtype=torch.float64, requires_grad=True)
+            label = f"{k=} {stride=} {dilation=} {padding=}"
+            checked += _matches_reference_with_gradients(x, weight, bias, stride, padding, dilation, 7, label)
     assert checked >= 40
 
 
@@ -192,23 +194,24 @@ def test_plane_conv_gradients_everywhere(slabs: str, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(acs_plane.PlaneConv, "apply", lambda *a: calls.append(a[3]) or apply(*a))
     torch.manual_seed(0)
     checked = 0
-    for k, stride, dilation, padding, groups in itertools.product([3, 4], [1, 2], [1, 2], [0, "same", 3], [1, 2]):
-        x = torch.randn(2, 10, 9, 8, 7, dtype=torch.float64).requires_grad_()
-        weight = torch.randn(14, 10 // groups, k, k, dtype=torch.float64, requires_grad=True)
-        bias = torch.randn(14, dtype=torch.float64, requires_grad=True)
-        label = f"{k=} {stride=} {dilation=} {padding=} {groups=}"
-        checked += _matches_reference_with_gradients(x, weight, bias, stride, padding, dilation, groups, label)
-    assert checked >= 30 and {1, 2} <= set(calls)
-    x = torch.randn(1, 10, 7, 6, 5, dtype=torch.float64)
-    weight = torch.randn(9, 10, 3, 3, dtype=torch.float64)
-    for needs in ("input", "weight"):
-        xi, wi = x.clone().requires_grad_(needs == "input"), weight.clone().requires_grad_(needs == "weight")
-        out = acs_conv3d(xi, wi, None, 1, 1)
-        probe = torch.randn_like(out)
-        (have,) = torch.autograd.grad((out * probe).sum(), xi if needs == "input" else wi)
-        ref = reference_acs_conv(xi, wi, None, 1, 1)
-        (want,) = torch.autograd.grad((ref * probe).sum(), xi if needs == "input" else wi)
-        torch.testing.assert_close(have, want, rtol=1e-9, atol=1e-9, msg=needs)
+    with acs_paths(cpu_train="parts", plane_grad=True):
+        for k, stride, dilation, padding, groups in itertools.product([3, 4], [1, 2], [1, 2], [0, "same", 3], [1, 2]):
+            x = torch.randn(2, 10, 9, 8, 7, dtype=torch.float64).requires_grad_()
+            weight = torch.randn(14, 10 // groups, k, k, dtype=torch.float64, requires_grad=True)
+            bias = torch.randn(14, dtype=torch.float64, requires_grad=True)
+            label = f"{k=} {stride=} {dilation=} {padding=} {groups=}"
+            checked += _matches_reference_with_gradients(x, weight, bias, stride, padding, dilation, groups, label)
+        assert checked >= 30 and {1, 2} <= set(calls)
+        x = torch.randn(1, 10, 7, 6, 5, dtype=torch.float64)
+        weight = torch.randn(9, 10, 3, 3, dtype=torch.float64)
+        for needs in ("input", "weight"):
+            xi, wi = x.clone().requires_grad_(needs == "input"), weight.clone().requires_grad_(needs == "weight")
+            out = acs_conv3d(xi, wi, None, 1, 1)
+            probe = torch.randn_like(out)
+            (have,) = torch.autograd.grad((out * probe).sum(), xi if needs == "input" else wi)
+            ref = reference_acs_conv(xi, wi, None, 1, 1)
+            (want,) = torch.autograd.grad((ref * probe).sum(), xi if needs == "input" else wi)
+            torch.testing.assert_close(have, want, rtol=1e-9, atol=1e-9, msg=needs)
 
 
 def _acsconv_is_correct(size: tuple[int, ...], out: tuple[int, ...], dilation: int, groups: int) -> bool:

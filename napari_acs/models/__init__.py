@@ -6,6 +6,7 @@
 """
 
 from napari_acs.models.acs_conv import ACSConv3d, acs_conv3d
+from napari_acs.models.acs_paths import ACSPaths, configure_acs  # the context manager: acs_paths.acs_paths
 from napari_acs.models.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from napari_acs.models.converter import UnsupportedModuleError, convert_to_3d, convert_to_acs
 from napari_acs.models.factory import create_model
@@ -22,12 +23,14 @@ from napari_acs.models.weights import (
 
 __all__ = [
     "ACSConv3d",
+    "ACSPaths",
     "CheckpointError",
     "Preset",
     "UnsupportedModuleError",
     "WeightsError",
     "WeightsNotAvailableError",
     "acs_conv3d",
+    "configure_acs",
     "convert_to_3d",
     "convert_to_acs",
     "create_model",

@@ -21,19 +21,9 @@ all or half of the input along an axis; on any other axis it crops the input in 
 that ignores dilation (wrong values) and, in depthwise layers, pads all channels (an
 error); it supports neither general groups nor "same" padding.
 
-Speed (measured in benchmarks/bench_acs_operator.py and benchmarks/bench_cuda.py):
-1 x 1 kernels are one conv3d. On CUDA every layer is one conv3d with the zero-filled
-kernel (launch-bound at BraTS sizes). On the CPU, channels-last inference (the
-inference engine's layout) uses channels-last kernels so outputs stay channels-last;
-its dense parts compute zero-padded weights up to a multiple of 8 output channels
-(oneDNN's block; it does not pay in backward); its memory-bound layers (3 x 3
-depthwise, 8 or fewer input channels) run as one conv3d with the zero-filled kernel.
-CPU training runs dense layers with 8 or fewer input channels (the 4-modality stem)
-that way too. Otherwise CPU depthwise parts run as one depthwise conv2d over all slices
-(:mod:`napari_acs.models.acs_depthwise`: several times faster than depthwise conv3d,
-above all in backward), and each other part is one conv3d, as in acsconv; in CPU
-training the coronal and sagittal parts take their weight gradient with the flat axis
-moved first (:mod:`napari_acs.models.acs_plane`: about twice as fast).
+Which implementation runs (one conv3d per part, one conv3d with the zero-filled kernel,
+depthwise conv2d over slices) is fixed per layer when it is built or configured, by the
+rule table of :mod:`napari_acs.models.acs_paths` (``layer.paths``, or ``paths=`` here).
 """
 
 from __future__ import annotations
@@ -47,32 +37,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from napari_acs.models.acs_depthwise import DepthwiseSlices
+from napari_acs.models.acs_paths import ACSPaths, LayerShape, chosen_paths
 from napari_acs.models.acs_plane import PlaneConv
 from napari_acs.models.memory_format import channels_last_weight, is_channels_last
 
 Padding = int | str
 """An int (the same on every side of every axis), ``"same"`` or ``"valid"``."""
-
-# Dense CPU convolutions (oneDNN, AVX2) run a partial block of 8 output channels on a
-# slow tail path: a third of 64 channels (22) takes as long as 32 full ones. Computing
-# zero-padded weights up to a multiple of 8 and dropping the extra channels is faster.
-_CPU_CHANNEL_BLOCK = 8
-# Channels-last inference on CPU where the work is memory-bound: one conv3d with the
-# zero-filled k x k x k kernel (acs_kernel_3d) beats three parts that each read the input
-# (and, for depthwise, copy a channel slice) up to k = 3 (27 taps): depthwise layers, and
-# dense layers with few input channels such as a 3x3 4-modality stem (measured 0.78x).
-# A 7x7 stem (343 taps) is 2x slower that way.
-_DENSE_MAX_K = 3
-_DENSE_MAX_IN_CHANNELS = 8
-# CUDA: one conv3d with the zero-filled kernel for every ACS layer. At BraTS patch sizes
-# the GPU is bound by kernel launches, not FLOPs: measured on an H200 with float16 AMP
-# (benchmarks/cuda), training steps 0.059 -> 0.043 s (lite0), 0.070 -> 0.037 s
-# (resnet34) against three parts per layer; whole-case segmentation 0.29 -> 0.24 s (lite0).
-# acs_kernel_3d builds that kernel in one scatter (lite0 ACS step 1.2x -> 1.07x of 3D).
-_CUDA_DENSE = True
-# CPU training: coronal and sagittal parts take their weight gradient with the flat axis
-# first (acs_plane.PlaneConv); benchmarks/bench_plane_grad.py measures it against off.
-_CPU_PLANE_GRAD = True
 
 
 def acs_split(out_channels: int) -> tuple[int, int, int]:
@@ -115,12 +85,17 @@ def acs_conv3d(
     groups: int = 1,
     split: Sequence[int] | None = None,
     padding_mode: str = "zeros",
+    *,
+    paths: ACSPaths | None = None,
 ) -> torch.Tensor:
     """ACS convolution of ``x (N, C_in, X, Y, Z)`` with the 2D ``weight (C_out, C_in/groups, k, k)``.
 
     Returns ``(N, C_out, X', Y', Z')``, the sizes of ``F.conv3d`` with a ``k x k x k``
     kernel. ``padding_mode`` is ``"zeros"``, ``"reflect"``, ``"replicate"`` or
-    ``"circular"`` (applied on all three axes, as ``nn.Conv3d`` does).
+    ``"circular"`` (applied on all three axes, as ``nn.Conv3d`` does). ``paths``: which
+    implementation runs (:mod:`napari_acs.models.acs_paths`; default: its rules for this
+    layer shape, with any forced by an open ``acs_paths`` context). Every path gives the
+    same numbers.
     """
     if x.dim() != 5:
         raise ValueError(f"ACS convolution expects (N, C, X, Y, Z) input, got shape {tuple(x.shape)}")
@@ -131,6 +106,8 @@ def acs_conv3d(
             f"ACS convolution: input has {x.shape[1]} channels, weight {tuple(weight.shape)} "
             f"with groups={groups} expects {weight.shape[1] * groups}"
         )
+    layer = LayerShape(x.shape[1], weight.shape[0], k, groups)
+    paths = chosen_paths(layer) if paths is None else paths.for_layer(layer)
     pads = [_axis_padding(n, k, stride, dilation, padding) for n in x.shape[2:]]
     if padding_mode != "zeros" and any(before or after for before, after in pads):
         x = F.pad(x, pad_arg(pads), mode=padding_mode)
@@ -144,32 +121,54 @@ def acs_conv3d(
     cpu = x.device.type == "cpu"
     channels_last = is_channels_last(x)
     needs_grad = _needs_grad(x, weight, bias)
-    # CPU channels-last inference: channels-last kernels keep the output channels-last
-    cl_inference = cpu and channels_last and not needs_grad
-    depthwise = groups == x.shape[1] == weight.shape[0]
-    if cpu and depthwise and k > 1 and not cl_inference:
-        # conv2d over slices; channels-last inference keeps the conv3d paths below, where
-        # gathering the channel slices costs more than the conv2d kernels save
+    path = paths.path(x.device.type, needs_grad, channels_last)
+    if path == "slices" and k > 1:
         return DepthwiseSlices.apply(x, weight, bias, pads, k, stride, dilation, split, sizes)
     # Symmetric padding goes to the convolution; any asymmetric excess is padded once.
     sym = [min(left, right) for left, right in pads]
     excess = [(left - m, right - m) for (left, right), m in zip(pads, sym)]
     if any(left or right for left, right in excess):
         x = F.pad(x, pad_arg(excess))
+    # CPU channels-last inference: channels-last kernels keep the output channels-last
+    cl_inference = cpu and channels_last and not needs_grad
     cl_weight = channels_last_weight if cl_inference else _same
     if k == 1:  # the three placements are the same 1 x 1 x 1 kernel
         return _as_input(F.conv3d(x, cl_weight(weight.unsqueeze(2)), bias, stride, sym, dilation, groups), channels_last)
-    if _CUDA_DENSE and x.device.type == "cuda":
-        return F.conv3d(x, acs_kernel_3d(weight, split), bias, stride, sym, dilation, groups)
-    few_inputs = groups == 1 and weight.shape[1] <= _DENSE_MAX_IN_CHANNELS
-    # One conv3d with the zero-filled kernel: channels-last inference of memory-bound
-    # layers, and CPU training of layers with few inputs (the 4-modality stem: 0.63x)
-    dense = cl_inference and (depthwise or few_inputs) or cpu and needs_grad and few_inputs
-    if dense and k <= _DENSE_MAX_K:
-        return _as_input(F.conv3d(x, cl_weight(acs_kernel_3d(weight, split)), bias, stride, sym, dilation, groups), channels_last)
+    if path == "dense":
+        out = F.conv3d(x, cl_weight(acs_kernel_3d(weight, split)), bias, stride, sym, dilation, groups)
+        return _as_input(out, channels_last) if cpu else out
+    plane_grad = (
+        paths.plane_grad and cpu and needs_grad and not channels_last and not torch.is_autocast_enabled(x.device.type)
+    )
+    block = paths.channel_block if cl_inference else 1
+    return _parts(x, weight, bias, stride, sym, dilation, groups, split, sizes, channels_last, plane_grad, block)
 
-    c_in, c_out = x.shape[1], weight.shape[0]
-    plane_grad = _CPU_PLANE_GRAD and cpu and needs_grad and not torch.is_autocast_enabled(x.device.type)
+
+def _parts(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: int,
+    sym: list[int],
+    dilation: int,
+    groups: int,
+    split: tuple[int, int, int],
+    sizes: list[int],
+    channels_last: bool,
+    plane_grad: bool,
+    block: int,
+) -> torch.Tensor:
+    """The ``parts`` path: one conv3d per part (and per cut group), written into one output.
+
+    ``x (N, C_in, X, Y, Z)`` is already padded by any asymmetric excess; ``sym`` is the
+    symmetric padding left to the convolutions; ``sizes`` the output's spatial sizes;
+    ``channels_last``: the caller's input layout; ``block``: output channels computed
+    zero-padded to a multiple of it (1: none).
+    """
+    c_in, c_out, k = x.shape[1], weight.shape[0], weight.shape[-1]
+    depthwise = groups == c_in == c_out
+    needs_grad = _needs_grad(x, weight, bias)
+    cl_weight = channels_last_weight if x.device.type == "cpu" and channels_last and not needs_grad else _same
     # Depthwise: each part reads its own input channels. One split (its backward is one
     # cat) instead of a slice per part (each slice's backward fills a full-size zero grad).
     chunks = x.split(split, dim=1) if depthwise else None
@@ -188,7 +187,7 @@ def acs_conv3d(
                     pieces.append(PlaneConv.apply(x_in, w, b, axis, stride, conv_pad, dilation, g))
                 else:
                     w = cl_weight(w.unsqueeze(2 + axis))
-                    pieces.append(_conv(x_in, w, b, stride, conv_pad, dilation, g, cl_inference and g == 1))
+                    pieces.append(_conv(x_in, w, b, stride, conv_pad, dilation, g, block if g == 1 else 1))
         start += n
     if len(pieces) == 1:
         return pieces[0]
@@ -239,6 +238,8 @@ class ACSConv3d(nn.Module):
         self.groups = groups
         self.padding_mode = padding_mode
         self.split = acs_split(out_channels)
+        self.paths: ACSPaths = chosen_paths(LayerShape(in_channels, out_channels, self.kernel_size, groups))
+        """Which implementation runs in each situation; set again by ``acs_paths.configure_acs``."""
         factory = {"device": device, "dtype": dtype}
         k = self.kernel_size
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, k, k, **factory))
@@ -278,8 +279,9 @@ class ACSConv3d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return acs_conv3d(
-            x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups, self.split, self.padding_mode
-        )
+            x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups, self.split,
+            self.padding_mode, paths=self.paths,
+        )  # fmt: skip
 
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
@@ -420,12 +422,16 @@ def _conv(
     pad: list[int],
     dilation: int,
     groups: int,
-    pad_channels: bool,
+    block: int,
 ) -> torch.Tensor:
-    """``F.conv3d``; with ``pad_channels``, output channels padded to full blocks (see _CPU_CHANNEL_BLOCK)."""
+    """``F.conv3d`` with the output channels computed zero-padded to a multiple of ``block``.
+
+    oneDNN computes output channels in blocks (8 wide with AVX2): a partial block runs
+    a slow tail path, so a part of 22 channels can cost more than 24 (see acs_paths).
+    """
     n = weight.shape[0]
-    extra = -n % _CPU_CHANNEL_BLOCK
-    if not pad_channels or not extra:
+    extra = -n % block
+    if not extra:
         return F.conv3d(x, weight, bias, stride, pad, dilation, groups)
     weight = F.pad(weight, (0, 0, 0, 0, 0, 0, 0, 0, 0, extra))
     bias = None if bias is None else F.pad(bias, (0, extra))

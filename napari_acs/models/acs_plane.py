@@ -1,10 +1,12 @@
 """One dense ACS part in CPU training, with its weight gradient taken with the flat axis first.
 
 An ACS part collapsing spatial axis ``a`` is ``F.conv3d`` with its 2D ``(k, k)`` kernel
-unsqueezed at ``2 + a``. oneDNN's weight gradient is about twice as fast when that flat
-axis comes first (kernel ``(1, k, k)``): on this project's CPU, 48->16 channels at
+unsqueezed at ``2 + a``. With AVX2 (Zen 1), oneDNN's weight gradient is about twice as
+fast when that flat axis comes first (kernel ``(1, k, k)``): 48->16 channels at
 2 x 48^3, 92 -> 47 ms for each of the coronal and sagittal parts, and faster for every
-layer size measured, counting the copies (benchmarks/RESULTS_acs_operator.md).
+layer size measured, counting the copies (benchmarks/RESULTS_acs_operator.md). With
+AVX-512 every orientation costs the same, so the rules of :mod:`napari_acs.models.acs_paths`
+use this path on AVX2 CPUs only, and only for NCDHW inputs.
 :class:`PlaneConv` runs forward and the input gradient as the plain convolution and
 computes the weight (and bias) gradient on copies of the input and of the part's output
 gradient with that axis moved first, a slab of planes at a time so that backward needs at

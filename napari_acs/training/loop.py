@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
+from napari_acs.models.acs_paths import configure_acs
 from napari_acs.models.checkpoint import save_checkpoint
 from napari_acs.models.factory import create_model
 from napari_acs.models.registry import get_preset
@@ -230,6 +231,7 @@ class _Run:
         cfg, ctx = self.config, self.ctx
         torch.manual_seed(cfg.seed)  # the same decoder/head initialisation in every process and run
         self.model = create_model(cfg.model, conv=cfg.conv, task=cfg.task, pretrained=cfg.pretrained).to(self.device)
+        configure_acs(self.model, self.device, training=True)  # ACS layers' operator paths for this device
         if state is not None:
             self.model.load_state_dict(state["model"])
         self.net: nn.Module = self.model

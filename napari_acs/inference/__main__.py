@@ -4,21 +4,18 @@ where each process takes its share of the cases and rank 0 writes one ``volumes.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 
-from napari_acs.cli_support import run_handler
+from napari_acs.cli_support import module_main
 from napari_acs.inference.cli import add_segment_arguments, run_segment
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m napari_acs.inference",
+    return module_main(
+        argv, prog="python -m napari_acs.inference", add_arguments=add_segment_arguments, handler=run_segment,
         description="Segment BraTS cases into NIfTI label maps (same flags as napari-acs segment); "
         "run it under torchrun to share the cases among processes or machines.",
     )
-    add_segment_arguments(parser)
-    return run_handler(run_segment, parser.parse_args(argv), "napari_acs.inference")
 
 
 if __name__ == "__main__":

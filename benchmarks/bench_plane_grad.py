@@ -12,13 +12,19 @@ so machine noise hits both alike; each cell is the median of ``--repeats`` round
 
 from __future__ import annotations
 
-import argparse
-import platform
-import statistics
-import time
-from collections.abc import Callable
+import os
 
-import torch
+# Idle OpenMP threads sleep instead of spinning (set before torch loads): on a shared
+# machine spinning threads turn another process's load into 5x slower steps.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+
+import torch  # noqa: E402
 
 from napari_acs.models import create_model
 from napari_acs.models.acs_conv import acs_conv3d

@@ -3,7 +3,10 @@
 One step = forward, Dice + BCE region loss, backward, AdamW update, as in
 ``napari_acs.training`` (random data and weights: speed does not depend on them).
 Each twin runs in a fresh process, interleaved, ``--repeats`` times; each run times
-``--steps`` steps after two warm-up steps and reports the median step.
+``--steps`` steps after two warm-up steps and reports the median step. The processes run
+with ``OMP_WAIT_POLICY=PASSIVE`` unless it is set: idle OpenMP threads sleep instead of
+spinning, so a core taken by another process cannot stall every parallel region (on a
+shared 2-core machine, spinning threads made single steps 5x slower).
 
     python benchmarks/bench_training.py [--model tf_efficientnet_lite0] [--batch 2] [--size 96] [--threads 2]
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -59,7 +63,8 @@ print(json.dumps(dict(seconds=statistics.median(times), cpu_seconds=statistics.m
 def run(args: argparse.Namespace, conv: str) -> dict:
     code = CHILD.format(threads=args.threads, device=args.device, model=args.model, conv=conv,
                         batch=args.batch, size=args.size, steps=args.steps)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -85,7 +90,8 @@ def main() -> int:
     print(f"Machine: {describe_cpu()}, Python {platform.python_version()}. Command: `python "
           f"benchmarks/bench_training.py --model {args.model} --batch {args.batch} --size {args.size} "
           f"--steps {args.steps} --repeats {args.repeats} --threads {args.threads} --device {args.device}` "
-          "(fresh process per twin, interleaved; median step of each run, median over runs).\n")
+          "(fresh process per twin, interleaved; median step of each run, median over runs; "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'PASSIVE')}).\n")
     print("| twin | s / step | process CPU s / step | peak memory (MiB) |\n|---|---|---|---|")
     for name, m in (("ACS", a), ("3D", n)):
         print(f"| {name} | {m['seconds']:.2f} | {m['cpu_seconds']:.2f} | {m['peak_mib']:.0f} |")

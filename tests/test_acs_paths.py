@@ -200,7 +200,7 @@ def test_rule_table_on_each_cpu_kind() -> None:
     assert rules(64, 64, kind="avx512") == ("parts", "parts", "parts", "parts", False, 1, "dense")
     for kind in ("avx2", "avx512"):
         assert rules(96, 96, groups=96, kind=kind)[:4] == ("slices", "slices", "slices", "dense")
-        assert rules(240, 240, k=5, groups=240, kind=kind)[:4] == ("slices", "slices", "slices", "parts")
+        assert rules(240, 240, k=5, groups=240, kind=kind)[:4] == ("slices", "parts", "slices", "parts")
         assert rules(64, 64, groups=8, kind=kind)[:4] == ("parts",) * 4  # grouped, not depthwise
 
 

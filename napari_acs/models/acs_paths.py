@@ -41,8 +41,12 @@ Zen 4+ = AMD EPYC family 26 model 2 (AVX-512; 2026-12-02, CPU time). "2x" = batc
 |                       |                    |                    | resnet34 0.037 vs 0.070 s (launch-bound)     |
 +-----------------------+--------------------+--------------------+----------------------------------------------+
 | CPU train, dw         | slices             | slices             | 96ch 48^3 fwd+bwd: Zen 1 0.29 of acsconv;    |
-| (NCDHW and CL)        |                    |                    | Zen 4+ 0.34 NCDHW; CL 2x 32/96/144ch: parts  |
+| (NCDHW; CL if k <= 3) |                    |                    | Zen 4+ 0.34 NCDHW; CL 2x 32/96/144ch: parts  |
 |                       |                    |                    | 1.07-1.95, dense 1.12-2.6 of slices          |
++-----------------------+--------------------+--------------------+----------------------------------------------+
+| CPU train CL, dw k > 3| parts              | parts              | 5x5 fwd+bwd: Zen 1 slices 1.19 of acsconv;   |
+|                       |                    |                    | Zen 4+ slices 2.11 of acsconv, parts 0.21-   |
+|                       |                    |                    | 0.83 of slices (240/144/672ch, 6-24^3)       |
 +-----------------------+--------------------+--------------------+----------------------------------------------+
 | CPU train, few in     | dense              | dense              | stem 4->32 s2: Zen 1 0.81 of acsconv;        |
 |                       |                    |                    | Zen 4+ 2x 96^3 0.58 (NCDHW), 0.43 (CL)       |
@@ -58,15 +62,16 @@ Zen 4+ = AMD EPYC family 26 model 2 (AVX-512; 2026-12-02, CPU time). "2x" = batc
 | CPU train, other      | parts, plane_grad  | parts              | plane_grad: Zen 1 0.84-0.97 per layer, lite0 |
 |                       | (NCDHW input only) |                    | step 0.93. Zen 4+: the weight gradient costs |
 |                       |                    |                    | the same in every orientation (64->22 64^3:  |
-|                       |                    |                    | 108/109/116 ms), plane_grad 0.94-1.13 per    |
-|                       |                    |                    | layer, lite0 step 1.08; with CL input 1.41 vs|
-|                       |                    |                    | 0.97 of acsconv (its copies are NCDHW)       |
+|                       |                    |                    | 108/109/116 ms), plane_grad 0.94-1.23 per    |
+|                       |                    |                    | layer (2 runs), lite0 step 1.08; CL input:   |
+|                       |                    |                    | 1.41 vs 0.97 of acsconv (NCDHW copies)       |
 +-----------------------+--------------------+--------------------+----------------------------------------------+
 | CPU infer NCDHW, dw   | slices             | slices             | fwd: Zen 1 0.55 of acsconv; Zen 4+ 96ch      |
 |                       |                    |                    | 48^3 0.78 of parts, dense 2.3                |
 +-----------------------+--------------------+--------------------+----------------------------------------------+
-| CPU infer NCDHW,      | parts              | dense              | Zen 4+ 1x72^3 48->16 0.58, 16->16 0.67, stem |
-| few in or thin        |                    |                    | 0.58; C_out 32: 1.20 (kept parts)            |
+| CPU infer NCDHW,      | parts              | dense              | Zen 4+ 1x72^3 48->16 0.58, 16->16 0.67; stem |
+| few in or thin        |                    |                    | 1x128^3 s2 0.51-0.73 (0.79 of acsconv, 21    |
+|                       |                    |                    | rounds); C_out 32: 1.20 (kept parts)         |
 +-----------------------+--------------------+--------------------+----------------------------------------------+
 | CPU infer CL, dw      | dense (k <= 3)     | dense (k <= 3)     | Zen 1 fwd 0.69 of acsconv; Zen 4+ 0.67       |
 +-----------------------+--------------------+--------------------+----------------------------------------------+
@@ -175,7 +180,8 @@ def rule_paths(layer: LayerShape, kind: str = "avx2") -> ACSPaths:
 
     if layer.depthwise:
         small = layer.kernel_size <= DENSE_MAX_K
-        train = train_cl = infer = "slices"
+        train = infer = "slices"
+        train_cl = "slices" if small else "parts"
         infer_cl = dense_if(small)
     else:
         train = dense_if(few_inputs or thin_train)

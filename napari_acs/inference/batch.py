@@ -95,27 +95,25 @@ def segment_cases(
     _refuse_duplicate_ids(paths)
     earlier = _earlier_rows(table) if skip_existing else {}
     rank, world = shard
-    paths = paths[rank::world]
     out.mkdir(parents=True, exist_ok=True)
     with _output_lock(out, exclusive=world == 1):
-        return _segment_all(paths, inputs, out, table, engine_or_model=model, device=device, tta=tta,
-                            overwrite=overwrite, skip_existing=skip_existing, earlier=earlier,
-                            run_info=run_info, progress=progress, cancel=cancel, shard=shard)
+        engine = model if isinstance(model, Segmenter) else Segmenter(model, device=device, tta=tta)
+        if rank == 0:
+            atomic_write_text(
+                out / RUN_JSON,
+                json.dumps({"inputs": [str(p) for p in paths], "device": str(engine.device),
+                            "tta": engine.tta, "model": getattr(engine.network, "create_kwargs", None),
+                            "processes": world, **(run_info or {})}, indent=2),
+                overwrite=True,
+            )
+        return _segment_all(paths[rank::world], out, table, engine, overwrite=overwrite,
+                            skip_existing=skip_existing, earlier=earlier, progress=progress, cancel=cancel)
 
 
-def _segment_all(paths: list[Path], inputs, out: Path, table: Path, *, engine_or_model, device, tta, overwrite,
-                 skip_existing, earlier, run_info, progress, cancel, shard) -> list[CaseResult]:
-    model = engine_or_model
-    rank, world = shard
-    engine = model if isinstance(model, Segmenter) else Segmenter(model, device=device, tta=tta)
-    if rank == 0:
-        atomic_write_text(
-            out / RUN_JSON,
-            json.dumps({"inputs": [str(p) for p in expand_inputs(inputs)], "device": str(engine.device),
-                        "tta": engine.tta, "model": getattr(engine.network, "create_kwargs", None),
-                        "processes": world, **(run_info or {})}, indent=2),
-            overwrite=True,
-        )
+def _segment_all(paths: list[Path], out: Path, table: Path, engine: Segmenter, *, overwrite: bool,
+                 skip_existing: bool, earlier: dict[str, dict], progress: ProgressCallback | None,
+                 cancel: CancelSignal) -> list[CaseResult]:
+    """The loop of :func:`segment_cases`: read ahead, compute, write behind, table after every case."""
     results: list[CaseResult] = []
     with ThreadPoolExecutor(1, "napari-acs read") as reader, ThreadPoolExecutor(1, "napari-acs write") as writer:
         loading = reader.submit(_load, paths[0], out, overwrite, skip_existing) if paths else None
@@ -134,7 +132,7 @@ def _segment_all(paths: list[Path], inputs, out: Path, table: Path, *, engine_or
             if isinstance(loaded, str):
                 result.error = loaded
                 case = None
-            elif isinstance(loaded, Path):  # already segmented by an earlier run
+            elif isinstance(loaded, _Kept):  # already segmented by an earlier run
                 result = _existing_result(path, loaded, earlier)
                 case = None
             else:
@@ -161,7 +159,16 @@ def _segment_all(paths: list[Path], inputs, out: Path, table: Path, *, engine_or
     return results
 
 
-def _load(path: Path, out: Path, overwrite: bool, skip_existing: bool) -> tuple[Any, Path] | Path | str:
+@dataclass(frozen=True)
+class _Kept:
+    """A case whose segmentation an earlier run wrote (``--skip-existing``)."""
+
+    case_id: str
+    convention: str
+    output: Path
+
+
+def _load(path: Path, out: Path, overwrite: bool, skip_existing: bool) -> tuple[Any, Path] | _Kept | str:
     """Reader thread: the case and its output path, the existing output to keep, or the
     one-line reason it cannot be segmented."""
     if skip_existing and not overwrite:
@@ -171,7 +178,7 @@ def _load(path: Path, out: Path, overwrite: bool, skip_existing: bool) -> tuple[
             return str(exc)
         target = out / f"{files.case_id}{SEPARATORS[files.convention]}seg.nii.gz"
         if target.exists():
-            return target
+            return _Kept(files.case_id, files.convention, target)
     try:
         case = load_case(path)
     except BratsInputError as exc:
@@ -204,20 +211,18 @@ def _earlier_rows(table: Path) -> dict[str, dict]:
         return {row["case_id"]: row for row in csv.DictReader(stream) if not row.get("error")}
 
 
-def _existing_result(path: Path, target: Path, earlier: dict[str, dict]) -> CaseResult:
+def _existing_result(path: Path, kept: _Kept, earlier: dict[str, dict]) -> CaseResult:
     """A case kept from an earlier run: its earlier row, or volumes measured from its file."""
-    case_id = target.name.rsplit("seg.nii.gz", 1)[0][:-1]
-    row = earlier.get(case_id)
+    row = earlier.get(kept.case_id)
     if row is not None and row.get("WT_ml"):
         volumes = {k: float(row[f"{k}_ml"]) for k in ("WT", "TC", "ET")}
     else:
         from napari_acs.io.nifti import open_nifti
 
-        convention = find_case_files(path).convention
-        img, _ = open_nifti(target)
-        labels = np.asarray(img.dataobj)
-        volumes = volumes_ml(labels, tuple(float(z) for z in img.header.get_zooms()[:3]), convention)
-    return CaseResult(source=path, case_id=case_id, output=target, volumes_ml=volumes, skipped=True)
+        img, _ = open_nifti(kept.output)
+        zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
+        volumes = volumes_ml(np.asarray(img.dataobj), zooms, kept.convention)
+    return CaseResult(source=path, case_id=kept.case_id, output=kept.output, volumes_ml=volumes, skipped=True)
 
 
 class OutputFolderBusy(RuntimeError):

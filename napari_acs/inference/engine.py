@@ -28,6 +28,7 @@ from napari_acs.inference.device import resolve_device
 from napari_acs.inference.preprocess import brain_crop, classification_input, model_input_size, model_patch_size
 from napari_acs.inference.watch import watch_layers
 from napari_acs.io.labels import regions_to_labels
+from napari_acs.models.acs_paths import configure_acs
 from napari_acs.models.fold import fold_batchnorm
 from napari_acs.models.memory_format import to_channels_last
 from napari_acs.progress import CancelSignal, ProgressCallback, check_cancel, report
@@ -76,12 +77,7 @@ class _Engine:
         net = fold_batchnorm(net, inplace=True)
         if device.type == "cpu":  # channels-last-3d: measured faster for ACS and 3D on CPU
             to_channels_last(net)
-        try:
-            from napari_acs.models.acs_paths import configure_acs
-        except ImportError:  # the operator chooses its path per call
-            pass
-        else:
-            configure_acs(net, device, training=False)
+        configure_acs(net, device, training=False)
         return net
 
     def _move_to_cpu(self) -> None:

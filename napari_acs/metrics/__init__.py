@@ -1,6 +1,7 @@
 """BraTS region metrics: legacy Dice, HD95, sensitivity, specificity, volumes, and the
-BraTS 2023 lesion-wise Dice / HD95 with lesion counts."""
+BraTS 2023 lesion-wise Dice / HD95 with lesion counts; the agreement of two models."""
 
+from napari_acs.metrics.agreement import RegionAgreement, compare_labels, disagreement
 from napari_acs.metrics.brats import EMPTY_HD95, brats_metrics, hd95, region_metrics, volumes_ml
 from napari_acs.metrics.lesionwise import (
     CHALLENGES,
@@ -17,7 +18,10 @@ __all__ = [
     "HD95_PENALTY",
     "LESION_METRICS",
     "LesionParams",
+    "RegionAgreement",
     "brats_metrics",
+    "compare_labels",
+    "disagreement",
     "get_challenge",
     "hd95",
     "lesionwise_metrics",

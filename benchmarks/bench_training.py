@@ -34,7 +34,8 @@ from napari_acs.training.step import train_step
 device = torch.device({device!r})
 torch.manual_seed(0)
 model = create_model({model!r}, conv={conv!r}, pretrained=False).to(device).train()
-configure_acs(model, device, training=True)  # as the training loop does
+configure_acs(model, device, training=True, measure={measure},  # as the training loop does
+              input_shape=({batch}, 4, {size}, {size}, {size}))
 optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
 loss_fn = RegionLoss()
 scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
@@ -60,9 +61,10 @@ print(json.dumps(dict(seconds=statistics.median(times), cpu_seconds=statistics.m
 """
 
 
-def run(args: argparse.Namespace, conv: str) -> dict:
+def run(args: argparse.Namespace, conv: str, measure: bool) -> dict:
     code = CHILD.format(threads=args.threads, device=args.device, model=args.model, conv=conv,
-                        batch=args.batch, size=args.size, steps=args.steps)
+                        batch=args.batch, size=args.size, steps=args.steps,
+                        measure=measure and args.device == "cpu")
     env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -77,26 +79,36 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--paths", choices=("measured", "rules", "both"), default="measured",
+                        help="CPU ACS operator paths: measured when the run starts (as the training loop "
+                        "does; cached), the rule table only, or both arms in one run (default measured)")
     args = parser.parse_args()
-    runs: dict[str, list[dict]] = {"acs": [], "3d": []}
+    arms = {"measured": ("acs", True), "rules": ("acs", False)}
+    arms = {("acs" if args.paths != "both" else f"acs {k}"): v for k, v in arms.items() if args.paths in (k, "both")}
+    arms["3d"] = ("3d", False)
+    runs: dict[str, list[dict]] = {arm: [] for arm in arms}
     for _ in range(args.repeats):
-        for conv in runs:
-            runs[conv].append(run(args, conv))
-            print(conv, runs[conv][-1], file=sys.stderr)
+        for arm, (conv, measure) in arms.items():
+            runs[arm].append(run(args, conv, measure))
+            print(arm, runs[arm][-1], file=sys.stderr)
     med = {c: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for c, rs in runs.items()}
-    a, n = med["acs"], med["3d"]
+    n = med["3d"]
     print(f"### Training step, `{args.model}`, {args.batch}x4x{args.size}^3, {args.device}"
           + (f" {args.threads} threads" if args.device == "cpu" else " (AMP)") + "\n")
     print(f"Machine: {describe_cpu()}, Python {platform.python_version()}. Command: `python "
           f"benchmarks/bench_training.py --model {args.model} --batch {args.batch} --size {args.size} "
-          f"--steps {args.steps} --repeats {args.repeats} --threads {args.threads} --device {args.device}` "
+          f"--steps {args.steps} --repeats {args.repeats} --threads {args.threads} --device {args.device} "
+          f"--paths {args.paths}` "
           "(fresh process per twin, interleaved; median step of each run, median over runs; "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'PASSIVE')}).\n")
     print("| twin | s / step | process CPU s / step | peak memory (MiB) |\n|---|---|---|---|")
-    for name, m in (("ACS", a), ("3D", n)):
-        print(f"| {name} | {m['seconds']:.2f} | {m['cpu_seconds']:.2f} | {m['peak_mib']:.0f} |")
-    print(f"\nACS / 3D step time: {a['seconds'] / n['seconds']:.2f} (CPU time {a['cpu_seconds'] / n['cpu_seconds']:.2f}); "
-          f"peak memory: {a['peak_mib'] / n['peak_mib']:.2f}")
+    for name, m in med.items():
+        print(f"| {name.replace('acs', 'ACS').replace('3d', '3D')} | {m['seconds']:.2f} | {m['cpu_seconds']:.2f} | "
+              f"{m['peak_mib']:.0f} |")
+    for name, a in med.items():
+        if name != "3d":
+            print(f"\n{name.replace('acs', 'ACS')} / 3D step time: {a['seconds'] / n['seconds']:.2f} "
+                  f"(CPU time {a['cpu_seconds'] / n['cpu_seconds']:.2f}); peak memory: {a['peak_mib'] / n['peak_mib']:.2f}")
     return 0
 
 

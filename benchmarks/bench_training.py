@@ -34,7 +34,7 @@ from napari_acs.training.step import train_step
 device = torch.device({device!r})
 torch.manual_seed(0)
 model = create_model({model!r}, conv={conv!r}, pretrained=False).to(device).train()
-configure_acs(model, device, training=True, measure={measure},  # as the training loop does
+configure_acs(model, device, training=True, measure={measure},  # rules: as the training loop does
               input_shape=({batch}, 4, {size}, {size}, {size}))
 optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
 loss_fn = RegionLoss()
@@ -79,9 +79,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--paths", choices=("measured", "rules", "both"), default="measured",
-                        help="CPU ACS operator paths: measured when the run starts (as the training loop "
-                        "does; cached), the rule table only, or both arms in one run (default measured)")
+    parser.add_argument("--paths", choices=("rules", "measured", "both"), default="rules",
+                        help="CPU ACS operator paths: the rule table (as the training loop), measured at "
+                        "the run's shape (acs_measure, cached), or both arms in one run (default rules)")
     args = parser.parse_args()
     arms = {"measured": ("acs", True), "rules": ("acs", False)}
     arms = {("acs" if args.paths != "both" else f"acs {k}"): v for k, v in arms.items() if args.paths in (k, "both")}

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -24,12 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-
-def cpu_model() -> str:
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    name = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")),
-                platform.processor() or "unknown CPU")
-    return f"{name} ({'AVX-512' if 'avx512f' in text else 'no AVX-512'}), {os.cpu_count()} logical CPUs"
+from napari_acs.models.cpu_info import describe_cpu
 
 
 def run(cases: list[Path], out: Path, tree: Path | None, threads: int) -> tuple[float, float]:
@@ -75,7 +69,7 @@ def main() -> None:
         for n in sizes:
             for arm, tree in arms.items():
                 seen[arm, n].append(run(cases[:n], work / "out", tree, args.threads))
-    print(f"CPU: {cpu_model()}; {args.threads} threads; {time.strftime('%Y-%m-%d')}")
+    print(f"CPU: {describe_cpu()}; {args.threads} threads; {time.strftime('%Y-%m-%d')}")
     print("| code | cases | wall (s) | per case after the first (s) | peak RSS (GB) |")
     print("|---|---|---|---|---|")
     for arm in arms:

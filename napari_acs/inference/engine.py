@@ -17,6 +17,7 @@ import itertools
 import math
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -38,6 +39,51 @@ from napari_acs.progress import CancelSignal, ProgressCallback, check_cancel, re
 AUTO_MAX_VOXELS = {"cpu": 240 * 240 * 160, "cuda": 256 * 256 * 192, "mps": 160 * 160 * 128}
 
 ModelSource = str | Path | nn.Module
+
+
+@dataclass(frozen=True)
+class CasePrediction:
+    """One case's segmentation with its region probabilities, on the case's canonical grid.
+
+    Attributes:
+        labels: uint8 ``(X, Y, Z)`` NCR / ED / ET labels in the case's convention.
+        cropped: float32 ``(R, x, y, z)`` WT / TC / ET probabilities inside ``box`` (0 outside the brain).
+        box: the brain's bounding box in ``labels`` (where the network ran).
+        threshold: probability above which a region was labelled.
+        votes: uint8 ``(R, x, y, z)``: for how many of the ``flips`` mirror flips each region's
+            probability reached ``threshold`` (test-time augmentation; 0 or 1 without).
+        flips: how many flips were averaged (8 with ``tta``, else 1).
+    """
+
+    labels: np.ndarray
+    cropped: np.ndarray
+    box: tuple[slice, ...]
+    threshold: float
+    votes: np.ndarray
+    flips: int
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """float32 ``(R, X, Y, Z)`` region probabilities, 0 outside the brain's box."""
+        full = np.zeros((self.cropped.shape[0], *self.labels.shape), dtype=np.float32)
+        full[(slice(None), *self.box)] = self.cropped
+        return full
+
+    @property
+    def uncertainty(self) -> np.ndarray:
+        """float32 ``(X, Y, Z)`` voxel uncertainty in ``[0, 1]`` (:func:`~napari_acs.inference.uncertainty.voxel_uncertainty`)."""
+        from napari_acs.inference.uncertainty import voxel_uncertainty
+
+        full = np.zeros(self.labels.shape, dtype=np.float32)
+        full[self.box] = voxel_uncertainty(self.cropped, self.votes, self.flips)
+        return full
+
+    @property
+    def score(self) -> float:
+        """Review priority in ``[0, 1]`` (:func:`~napari_acs.inference.uncertainty.case_score`)."""
+        from napari_acs.inference.uncertainty import case_score
+
+        return case_score(self.cropped, self.votes, self.flips, self.threshold)
 
 
 def _load(path_or_model: ModelSource) -> tuple[nn.Module, bool]:
@@ -114,6 +160,11 @@ class Segmenter(_Engine):
         self.sw_batch_size = sw_batch_size
         self.threshold = threshold
 
+    @property
+    def flips(self) -> list[tuple[int, ...]]:
+        """The mirror flips averaged (tensor axes of ``(N, C, X, Y, Z)``): none, or all 8 with ``tta``."""
+        return [f for n in range(4) for f in itertools.combinations((2, 3, 4), n)] if self.tta else [()]
+
     # ------------------------------------------------------------------ arrays
     def predict_regions(self, image: np.ndarray, *, progress: ProgressCallback | None = None,
                         cancel: CancelSignal = None) -> np.ndarray:
@@ -127,14 +178,20 @@ class Segmenter(_Engine):
         Returns:
             float32 ``(num_classes, X, Y, Z)`` sigmoid probabilities.
         """
+        return self._regions(image, progress, cancel)[0]
+
+    def _regions(self, image: np.ndarray, progress: ProgressCallback | None,
+                 cancel: CancelSignal) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities (mean logit over the flips) and uint8 votes: for how many flips each
+        region's own probability reached the threshold."""
         with torch.inference_mode():
             try:
-                probs = self._predict(image, self.device, self.sw_batch_size, progress, cancel)
+                probs, votes = self._predict(image, self.device, self.sw_batch_size, progress, cancel)
             except torch.OutOfMemoryError:
                 if self.device.type != "cuda":
                     raise
-                probs = self._retry_after_oom(image, progress, cancel)
-        return probs.cpu().numpy()
+                probs, votes = self._retry_after_oom(image, progress, cancel)
+        return probs.cpu().numpy(), votes.cpu().numpy()
 
     def _roi(self, shape: Sequence[int], device: torch.device) -> tuple[int, ...]:
         if self.roi_size != "auto":
@@ -147,11 +204,11 @@ class Segmenter(_Engine):
         return tuple(int(p) for p in self.patch_size)
 
     def _predict(self, image: np.ndarray, stitch: torch.device, batch: int, progress: ProgressCallback | None,
-                 cancel: CancelSignal) -> torch.Tensor:
+                 cancel: CancelSignal) -> tuple[torch.Tensor, torch.Tensor]:
         net, target = self.network, self.device
         shape = image.shape[1:]
         roi = self._roi(shape, target)
-        flips = [()] if not self.tta else [f for n in range(4) for f in itertools.combinations((2, 3, 4), n)]
+        flips = self.flips
         total = _window_count(shape, roi, self.overlap) * len(flips)
         done = 0
 
@@ -170,7 +227,8 @@ class Segmenter(_Engine):
             return out.float()
 
         x = torch.from_numpy(np.ascontiguousarray(image))[None]
-        logits = None
+        logits = votes = None
+        cut = math.log(self.threshold / (1 - self.threshold)) if 0 < self.threshold < 1 else 0.0
         with watch_layers(net, cancel, "segmentation", within):
             for flip in flips:
                 xi = torch.flip(x, flip) if flip else x
@@ -183,11 +241,13 @@ class Segmenter(_Engine):
                     y = sliding_window_inference(xi, roi, batch, run, overlap=self.overlap, mode="gaussian",
                                                  sw_device=target, device=stitch)
                 y = torch.flip(y, flip) if flip else y
+                vote = (y[0] >= cut).to(torch.uint8)  # sigmoid(y) >= threshold
                 logits = y if logits is None else logits + y
-        return torch.sigmoid(logits[0] / len(flips))
+                votes = vote if votes is None else votes + vote
+        return torch.sigmoid(logits[0] / len(flips)), votes
 
     def _retry_after_oom(self, image: np.ndarray, progress: ProgressCallback | None,
-                         cancel: CancelSignal) -> torch.Tensor:
+                         cancel: CancelSignal) -> tuple[torch.Tensor, torch.Tensor]:
         """GPU ran out of memory: stitch on the CPU with batch 1, then move this engine to the CPU."""
         torch.cuda.empty_cache()
         message = "GPU out of memory: retrying with batch 1, stitching on the CPU"
@@ -212,6 +272,11 @@ class Segmenter(_Engine):
         predicted as WT/TC/ET regions, kept inside the brain mask, made consistent
         (ET inside TC inside WT) and written back into a full-size label map.
 
+        A sequence missing from the case (``case.missing``, files assigned by the user) is an
+        all-zero input channel (it stays zero after the z-score: what a network trained with
+        modality dropout sees for an absent sequence). The models trained on all four
+        sequences are then less reliable: ``progress`` says so first, as ``case.warnings`` does.
+
         Args:
             space: ``"canonical"`` (default): on the grid of ``case.image`` and
                 ``case.label`` (RAS+), so it compares with ``case.label`` directly and
@@ -221,15 +286,30 @@ class Segmenter(_Engine):
         Returns:
             uint8 label map ``(X, Y, Z)``.
         """
-        report(progress, 0.0, f"preparing {case.case_id}")
+        prediction = self.predict_case(case, progress=progress, cancel=cancel)
+        return case.source.to_source(prediction.labels) if space == "source" else prediction.labels
+
+    def predict_case(self, case, *, progress: ProgressCallback | None = None,
+                     cancel: CancelSignal = None) -> CasePrediction:
+        """What :meth:`segment` computes, with the region probabilities kept (canonical grid):
+        for the uncertainty map and score (:mod:`napari_acs.inference.uncertainty`) and for
+        saving probabilities. Progress and cancel as in :meth:`segment`."""
+        missing = tuple(getattr(case, "missing", ()))
+        if missing:
+            from napari_acs.io.sequences import missing_warning
+
+            report(progress, 0.0, f"preparing {case.case_id}: {missing_warning(missing)}")
+        else:
+            report(progress, 0.0, f"preparing {case.case_id}")
         box, image, brain = brain_crop(case.image)
         check_cancel(cancel, "segmentation")
-        probs = self.predict_regions(image, progress=progress, cancel=cancel)
+        probs, votes = self._regions(image, progress, cancel)
+        probs *= brain  # BraTS images are skull-stripped: no tumour outside the brain
+        votes *= brain
         labels = np.zeros(case.image.shape[1:], dtype=np.uint8)
-        # BraTS images are skull-stripped: no tumour outside the brain
-        labels[box] = regions_to_labels((probs >= self.threshold) & brain, case.convention)
+        labels[box] = regions_to_labels(probs >= self.threshold, case.convention)
         report(progress, 1.0, f"segmented {case.case_id}")
-        return case.source.to_source(labels) if space == "source" else labels
+        return CasePrediction(labels, probs, box, self.threshold, votes, len(self.flips))
 
 
     def segment_cohort(self, inputs: Sequence[str | Path], out_dir: str | Path, **kwargs):

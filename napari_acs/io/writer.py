@@ -52,6 +52,28 @@ def save_segmentation(
     return path
 
 
+def save_map(volume: np.ndarray, case: BratsCase, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Save a canonical float map on the case's source grid: ``(X, Y, Z)`` (an uncertainty map)
+    or ``(R, X, Y, Z)`` (region probabilities, stored as a 4D NIfTI with R volumes).
+
+    float32 voxels, no scaling, the source header's geometry; written atomically like
+    :func:`save_segmentation`, an existing file kept unless ``overwrite``.
+    """
+    path = Path(path)
+    if not path.name.endswith(_SUFFIXES):
+        raise BratsInputError(path, "a map must be saved as .nii.gz or .nii")
+    if not path.parent.is_dir():
+        raise BratsInputError(path, f"the folder {path.parent} does not exist")
+    if path.exists() and not overwrite:
+        raise BratsInputError(path, "file exists; pass overwrite=True to replace it")
+    volume = np.asarray(volume, dtype=np.float32)
+    spatial = volume if volume.ndim == 3 else np.moveaxis(volume, 0, -1)
+    if volume.ndim not in (3, 4) or spatial.shape[:3] != case.shape:
+        raise BratsInputError(path, f"map shape {volume.shape} does not match the case shape {case.shape}")
+    _atomic_save(_source_image(np.asarray(case.source.to_source(spatial)), case), path, overwrite)
+    return path
+
+
 def _checked_labels(labels: np.ndarray, case: BratsCase, path: Path) -> np.ndarray:
     """Validate dtype, shape and values against the case; return uint8 (X, Y, Z)."""
     labels = np.asarray(labels)
@@ -71,9 +93,10 @@ def _checked_labels(labels: np.ndarray, case: BratsCase, path: Path) -> np.ndarr
 
 
 def _source_image(data: np.ndarray, case: BratsCase) -> nib.Nifti1Image:
-    """uint8 image on the source grid with the source header's geometry (codes, pixdim, units)."""
+    """``data`` (uint8 labels or a float32 map) on the source grid with the source header's
+    geometry (codes, pixdim, units)."""
     header = case.source.header.copy()
-    header.set_data_dtype(np.uint8)
+    header.set_data_dtype(data.dtype)
     header.set_slope_inter(1.0, 0.0)
     header["cal_min"] = header["cal_max"] = 0
     header.set_intent("none")
@@ -90,4 +113,4 @@ def _atomic_save(img: nib.Nifti1Image, path: Path, overwrite: bool) -> None:
     except FileExistsError:  # created by someone else while we wrote
         raise BratsInputError(path, "file exists; pass overwrite=True to replace it") from None
     except OSError as exc:
-        raise BratsInputError(path, f"cannot be written ({type(exc).__name__}: {exc})") from exc
+        raise BratsInputError(path, f"cannot be written: {exc.strerror or exc}") from exc

@@ -9,8 +9,8 @@ import pytest
 from napari_acs.inference import Segmenter
 from napari_acs.inference.uncertainty import case_score, expected_dice, flip_disagreement, voxel_uncertainty
 from napari_acs.io import BratsInputError, load_case
-from napari_acs.io.writer import save_map
 from napari_acs.io.sample import sample_case_path
+from napari_acs.io.writer import save_map
 from napari_acs.models.checkpoint import load_model
 from napari_acs.models.select import demo_checkpoint_path
 

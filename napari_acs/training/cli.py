@@ -31,7 +31,8 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", choices=TASKS, default=d["task"], help=f"what to learn (default {d['task']})")
     parser.add_argument("--labels-csv", default=None,
                         help="classification: BraTS21ID,MGMT_value CSV (default <cohort>/train_labels.csv)")
-    parser.add_argument("--model", default=d["model"], help=f"preset or timm encoder name (default {d['model']})")
+    parser.add_argument("--model", default=None,
+                        help=f"preset or timm encoder name (default {d['model']}, or the --init checkpoint's)")
     parser.add_argument("--patch-size", type=int, nargs="+", metavar="N", default=None,
                         help="network input in voxels, one or three multiples of 32 (default: the preset's)")
     parser.add_argument("--batch-size", type=int, default=d["batch_size"],
@@ -56,6 +57,9 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-workers", type=int, default=d["num_workers"],
                         help=f"data-loader worker processes (default {d['num_workers']}: the main process)")
     parser.add_argument("--device", default=d["device"], help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N, mps")
+    parser.add_argument("--init", default=None, metavar="CHECKPOINT",
+                        help="start from this napari-acs checkpoint's weights (fine-tune a trained model; "
+                        "--model and --conv default to its network)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out at its next epoch")
     parser.add_argument("--overwrite", action="store_true", help="start again in an --out holding a previous run")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -64,8 +68,8 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
 def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
     """All ``finetune`` flags (also used by ``python -m napari_acs.training``)."""
     _add_run_arguments(parser)
-    parser.add_argument("--conv", choices=("acs", "3d"), default=_DEFAULTS["conv"],
-                        help="ACS convolutions or native 3D (default acs)")
+    parser.add_argument("--conv", choices=("acs", "3d"), default=None,
+                        help="ACS convolutions or native 3D (default acs, or the --init checkpoint's)")
     parser.add_argument("--pretrained", default="auto",
                         help="encoder weights: auto (ACS: ImageNet, 3D: scratch), imagenet, none, or a weight file")
 
@@ -107,6 +111,21 @@ def _pretrained(value: str) -> bool | Path | None:
     return Path(value)
 
 
+def _network_defaults(fields: dict[str, Any]) -> None:
+    """``model`` and ``conv`` not given: the ``init`` checkpoint's network, else the defaults."""
+    built: dict[str, Any] = {}
+    if fields.get("init") is not None and (fields.get("model") is None or fields.get("conv", "") is None):
+        from napari_acs.models.checkpoint import CheckpointError, load_checkpoint
+
+        try:
+            built = load_checkpoint(fields["init"])[1]["create_model"]
+        except CheckpointError as exc:
+            raise CLIError(f"--init: {exc}") from exc
+    for key, built_key in (("model", "name"), ("conv", "conv")):
+        if key in fields and fields[key] is None:
+            fields[key] = built.get(built_key, _DEFAULTS[key])
+
+
 def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
     """The :class:`FinetuneConfig` that parsed flags describe."""
     fields: dict[str, Any] = {
@@ -116,10 +135,11 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
         "schedule": args.schedule, "weight_decay": args.weight_decay, "amp": not args.no_amp,
         "val_fraction": args.val_fraction, "seed": args.seed, "foreground_fraction": args.foreground_fraction,
         "augment": not args.no_augment, "resume": args.resume, "overwrite": args.overwrite,
-        "num_workers": args.num_workers, "device": args.device,
+        "num_workers": args.num_workers, "device": args.device, "init": args.init,
     }
     if hasattr(args, "conv"):
         fields.update(conv=args.conv, pretrained=_pretrained(args.pretrained))
+    _network_defaults(fields)
     if args.patch_size is not None and len(args.patch_size) == 1:
         fields["patch_size"] = args.patch_size[0]
     try:

@@ -57,11 +57,18 @@ class ClassificationCase:
     label: int
 
 
-def discover(cohort: str | Path) -> list[CohortCase]:
-    """The cases of a cohort folder, sorted by folder; duplicate case ids are an error."""
-    cases = []
+def discover(cohort: str | Path) -> tuple[list[CohortCase], list[BratsInputError]]:
+    """The cases of a cohort folder, sorted by folder, and the folders that are not usable
+    cases (a missing or duplicate modality...: skipped, with the reason). Duplicate case ids
+    are an error; so is a cohort without any case."""
+    cases: list[CohortCase] = []
+    rejected: list[BratsInputError] = []
     for folder in find_cases(cohort):
-        files = find_case_files(folder)
+        try:
+            files = find_case_files(folder)
+        except BratsInputError as exc:
+            rejected.append(exc)
+            continue
         cases.append(CohortCase(files.case_id, folder, "seg" in files.files))
     seen: dict[str, Path] = {}
     for case in cases:
@@ -70,7 +77,7 @@ def discover(cohort: str | Path) -> list[CohortCase]:
                 case.folder, f"case id {case.case_id} is also used by {seen[case.case_id]}: case ids must be unique"
             )
         seen[case.case_id] = case.folder
-    return cases
+    return cases, rejected
 
 
 def split_subjects(
@@ -131,11 +138,19 @@ def load_all(
     *,
     progress: Callable[[float, str], None],
     cancel: CancelSignal = None,
-) -> list:
-    """``[load(case) for case in cases]`` with a progress report and a cancel check per case."""
-    out = []
+) -> tuple[list, dict[str, str]]:
+    """``[load(case) for case in cases]`` with a progress report and a cancel check per case.
+
+    A case that cannot be loaded (``load`` raises :class:`BratsInputError`: unreadable file,
+    NaN voxels, unknown labels...) is skipped: returns the loaded items, in order, and
+    ``{case_id: the one-line reason}`` of the skipped cases.
+    """
+    out, skipped = [], {}
     for i, case in enumerate(cases):
         check_cancel(cancel, "loading the cohort")
         progress(i / max(len(cases), 1), f"loading case {i + 1}/{len(cases)} ({case.case_id})")
-        out.append(load(case))
-    return out
+        try:
+            out.append(load(case))
+        except BratsInputError as exc:
+            skipped[case.case_id] = str(exc)
+    return out, skipped

@@ -37,6 +37,10 @@ class FinetuneConfig:
         conv: ``"acs"`` or ``"3d"``.
         pretrained: ImageNet encoder weights: ``True``, ``False``, a weight file, or
             ``None`` (ACS: ImageNet, 3D: from scratch, as ``create_model``).
+        init: a napari-acs checkpoint to start from (fine-tuning a trained model, e.g. on a
+            reader's corrections): all its weights; its network (``model``, ``conv``,
+            ``task``) and normalisation must be this run's, checked before training starts.
+            Ignored when resuming (the saved state wins).
         patch_size: network input (X, Y, Z) voxels: the training patch for
             segmentation, the fixed brain-crop size for classification; default the
             preset's patch size. Multiples of 32.
@@ -68,6 +72,7 @@ class FinetuneConfig:
     model: str = "tf_efficientnet_lite0"
     conv: Literal["acs", "3d"] = "acs"
     pretrained: bool | Path | None = None
+    init: Path | None = None
     patch_size: tuple[int, int, int] | None = None
     batch_size: int = 2
     epochs: int = 10
@@ -92,6 +97,8 @@ class FinetuneConfig:
             self.labels_csv = Path(self.labels_csv)
         if isinstance(self.pretrained, str):
             self.pretrained = Path(self.pretrained)
+        if self.init is not None:
+            self.init = Path(self.init)
         if self.patch_size is not None:
             self.patch_size = _patch_size(self.patch_size)
         checks = {

@@ -51,6 +51,7 @@ from napari_acs.training.config import (
 )
 from napari_acs.training.datasets import ClassificationSamples, SegmentationPatches
 from napari_acs.training.distributed import DistContext, init_distributed
+from napari_acs.training.initial import initial_weights
 from napari_acs.training.evaluation import (
     classification_outputs,
     segmentation_scores,
@@ -166,7 +167,9 @@ class _Run:
 
     def _usable_cases(self) -> tuple[list[CohortCase], dict[str, int] | None]:
         """Cases to train and validate on, and their MGMT labels (classification)."""
-        cases = discover(self.config.cohort)
+        cases, rejected = discover(self.config.cohort)
+        for problem in rejected:
+            self._warn(f"case skipped: {problem}")
         if self.segmentation:
             unlabelled = [c.case_id for c in cases if not c.has_seg]
             if unlabelled:
@@ -200,6 +203,7 @@ class _Run:
 
     def run(self) -> FinetuneResult:
         cfg, ctx = self.config, self.ctx
+        initial = initial_weights(cfg) if cfg.init is not None and not cfg.resume else None  # checked first
         cases, labels = self._usable_cases()
         if len(cases) < (2 if cfg.val_fraction > 0 else 1):
             raise ValueError(f"{cfg.cohort}: {len(cases)} usable cases for {cfg.task}; too few to train")
@@ -222,15 +226,35 @@ class _Run:
 
         by_id = {c.case_id: c for c in cases}
         val_local = self.val_ids[ctx.rank :: ctx.world_size]  # each process validates its share
-        loaded = self._load([by_id[i] for i in self.train_ids + val_local], labels)
-        self.train_cases, self.val_local = loaded[: len(self.train_ids)], loaded[len(self.train_ids) :]
-        self._build(state)
+        loaded, skipped = self._load([by_id[i] for i in self.train_ids + val_local], labels)
+        self._drop_skipped(loaded, skipped, val_local)
+        self._build(state, initial)
         return self._train(state)
 
-    def _build(self, state: dict | None) -> None:
+    def _drop_skipped(self, loaded: list, skipped: dict[str, str], val_local: list[str]) -> None:
+        """Leave out the cases that could not be loaded (in every process), warn, and refuse
+        only when too few remain."""
+        cfg = self.config
+        skipped = {case_id: reason for part in self.ctx.gather(skipped) for case_id, reason in part.items()}
+        for reason in skipped.values():
+            self._warn(f"case skipped: {reason}")
+        self.train_ids = [i for i in self.train_ids if i not in skipped]
+        self.val_ids = [i for i in self.val_ids if i not in skipped]
+        kept = {item.case_id: item for item in loaded if item.case_id not in skipped}
+        self.train_cases = [kept[i] for i in self.train_ids]
+        self.val_local = [kept[i] for i in val_local if i not in skipped]  # this process's share
+        if not self.train_ids or (cfg.val_fraction > 0 and not self.val_ids):
+            what = f"{len(self.train_ids)} training and {len(self.val_ids)} validation cases"
+            raise ValueError(f"{cfg.cohort}: {what} left after skipping {len(skipped)} that cannot be read; "
+                             "too few to train (first: " + next(iter(skipped.values()), "none") + ")")
+
+    def _build(self, state: dict | None, initial: dict | None = None) -> None:
         cfg, ctx = self.config, self.ctx
         torch.manual_seed(cfg.seed)  # the same decoder/head initialisation in every process and run
-        self.model = create_model(cfg.model, conv=cfg.conv, task=cfg.task, pretrained=cfg.pretrained).to(self.device)
+        pretrained = False if initial is not None else cfg.pretrained  # every weight comes from cfg.init
+        self.model = create_model(cfg.model, conv=cfg.conv, task=cfg.task, pretrained=pretrained).to(self.device)
+        if initial is not None:
+            self.model.load_state_dict(initial)
         configure_acs(self.model, self.device, training=True)  # ACS layers' operator paths for this device
         if state is not None:
             self.model.load_state_dict(state["model"])

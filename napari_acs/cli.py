@@ -131,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_finetune_parser(sub)
     add_compare_parser(sub)
+    from napari_acs.report.cli import add_report_parser
+
+    add_report_parser(sub)
     return parser
 
 

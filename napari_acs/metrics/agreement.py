@@ -25,11 +25,12 @@ A_ONLY, B_ONLY, BOTH = 1, 2, 3
 #: Display name of each value, for legends and layer features.
 AGREEMENT_NAMES: dict[int, str] = {0: "neither", A_ONLY: "A only", B_ONLY: "B only", BOTH: "both"}
 #: RGBA colours of the values, from the Okabe-Ito palette (told apart with the common colour
-#: vision deficiencies): A only orange, B only sky blue, both bluish green.
+#: vision deficiencies): A only orange, B only sky blue, both bluish green, drawn fainter
+#: (alpha 0.6) so that where the models disagree stands out.
 AGREEMENT_COLOURS: dict[int, tuple[float, float, float, float]] = {
     A_ONLY: (0.902, 0.624, 0.0, 1.0),  # orange #E69F00
     B_ONLY: (0.337, 0.706, 0.914, 1.0),  # sky blue #56B4E9
-    BOTH: (0.0, 0.620, 0.451, 1.0),  # bluish green #009E73
+    BOTH: (0.0, 0.620, 0.451, 0.6),  # bluish green #009E73
 }
 
 

@@ -25,10 +25,15 @@ from typing import Any
 import numpy as np
 
 from napari_acs.io.labels import SUB_REGION_NAMES, colormap, get_convention
+from napari_acs.io.window import AUTO_BRAIN, Window, window_presets
 
 MODALITY_NAMES = ("T1", "T1ce", "T2", "FLAIR")
+#: Shown when a case opens (oedema and the tumour's extent at a glance); the other
+#: sequences are hidden, one click (layer list, or the Window / level widget) away.
 DEFAULT_VISIBLE = "FLAIR"
 METADATA_KEY = "napari_acs"
+#: Image layer metadata key of its window presets (see :func:`window_metadata`).
+WINDOWS_KEY = "window_presets"
 
 
 def to_display(volume: np.ndarray) -> np.ndarray:
@@ -47,14 +52,15 @@ def display_scale(spacing: tuple[float, float, float]) -> tuple[float, float, fl
     return (float(spacing[2]), float(spacing[1]), float(spacing[0]))
 
 
-def contrast_limits(volume: np.ndarray) -> tuple[float, float]:
-    """0.5-99.5 percentiles of the non-zero (brain) voxels, on a subsample for speed."""
-    sample = volume[::2, ::2, ::2]
-    brain = sample[sample != 0]
-    if brain.size == 0:
-        return (0.0, 1.0)
-    lo, hi = np.percentile(brain, [0.5, 99.5])
-    return (float(min(lo, 0.0)), float(hi if hi > lo else lo + 1.0))
+def contrast_limits(volume: np.ndarray, sequence: str | None = None) -> tuple[float, float]:
+    """The "Auto brain" window's limits: 0.5-99.5 percentiles of the non-zero (brain) voxels."""
+    return window_presets(volume, sequence)[AUTO_BRAIN].limits
+
+
+def window_metadata(volume: np.ndarray, sequence: str | None = None) -> dict[str, tuple[float, float]]:
+    """The window presets of an image layer, ``{preset name: (width, level)}``, kept in its
+    ``metadata[WINDOWS_KEY]`` (computed once, when the case is read, off the GUI thread)."""
+    return {name: (w.width, w.level) for name, w in window_presets(volume, sequence).items()}
 
 
 def case_metadata(case: Any) -> dict:
@@ -94,17 +100,18 @@ def case_layer_data(case: Any) -> list[tuple]:
     layers: list[tuple] = []
     meta = case_metadata(case)
     for name, volume in zip(MODALITY_NAMES, case.image):
+        windows = window_metadata(volume, name)
         layers.append(
             (
                 to_display(volume),
                 {
                     "name": f"{case.case_id} {name}",
                     "scale": display_scale(case.spacing),
-                    "contrast_limits": contrast_limits(volume),
+                    "contrast_limits": Window(*windows[AUTO_BRAIN]).limits,
                     "colormap": "gray",
                     # one modality shown at a time; the others are a click away
                     "visible": name == DEFAULT_VISIBLE,
-                    "metadata": {**meta, "modality": name},
+                    "metadata": {**meta, "modality": name, WINDOWS_KEY: windows},
                 },
                 "image",
             )

@@ -17,6 +17,7 @@ from qtpy.QtWidgets import (
 from napari_acs._napari._layers import DEFAULT_VISIBLE, MODALITY_NAMES, case_layer_data
 from napari_acs._napari._qt import MessageLabel, PathEdit, error_text
 from napari_acs._napari._results import RegionLegend
+from napari_acs._napari._window import install_window_drag
 from napari_acs._napari._workers import StopsJobsWhenClosed, TaskRunner
 
 if TYPE_CHECKING:
@@ -88,6 +89,7 @@ class LoadWidget(StopsJobsWhenClosed, QWidget):
         layout.addStretch(1)
         self.setMinimumWidth(380)
 
+        install_window_drag(self.viewer)  # right-drag: window / level, as in radiology viewers
         self.runner = TaskRunner(self)
         self.runner.succeeded.connect(self._show_case)
         self.runner.failed.connect(lambda exc: self.message.show_message(error_text(exc), "error"))

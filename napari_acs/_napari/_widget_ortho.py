@@ -32,6 +32,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_acs._napari._layers import add_layer_in_steps
+from napari_acs._napari._window import install_window_drag, window_level_drag
 
 if TYPE_CHECKING:
     import napari
@@ -155,7 +156,11 @@ class OrthoViewsWidget(QWidget):
         for viewer in (main, *self.models.values()):
             viewer.mouse_drag_callbacks.append(self._mouse[0])
             viewer.mouse_move_callbacks.append(self._mouse[1])
+        # a right-drag in any view changes the main viewer's image window; the mirrors follow it
+        install_window_drag(main)
+        self._window_drag = weak_method(self._on_window_drag)
         for model in self.models.values():
+            model.mouse_drag_callbacks.append(self._window_drag)
             model.dims.events.point.connect(self._from_view)
             camera = model.scene.camera if hasattr(model, "scene") else model.camera  # napari >= 0.9
             camera.orientation2d = ("up", "right")
@@ -307,6 +312,10 @@ class OrthoViewsWidget(QWidget):
             yield
         if np.hypot(*(np.asarray(event.pos, dtype=float) - start)) <= CLICK_TOLERANCE_PX:
             self.go_to(tuple(event.position))
+
+    def _on_window_drag(self, view: Any, event: Any):
+        """Right-drag in a coronal or sagittal view: the window of the main viewer's image."""
+        return window_level_drag(view, event, target_viewer=self.viewer)
 
     def _on_move(self, viewer: Any, event: Any) -> None:
         if self.follow_box.isChecked():

@@ -21,6 +21,7 @@ from napari_acs.metrics.agreement import (
     disagreement,
     summarise,
 )
+from tests.test_widgets import MAX_STALL_S, Heartbeat  # hidden window: see MAX_STALL_S there
 
 # ---------------------------------------------------------------------------- hand-made maps
 
@@ -188,8 +189,13 @@ def test_compare_widget_shows_where_two_models_agree(
 
     # 2. model A against a different model B: what only one of them labels, and their Dice
     widget.choice_b.choose_checkpoint(twin_checkpoint)
+    beat = Heartbeat()  # the GUI thread keeps running while model B is built and both segment
+    beat.start()
     qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)
     assert widget.wait(300), "the comparison did not finish"
+    beat.stop()
+    print(f"\nheartbeat: longest GUI stall while comparing {beat.max_gap() * 1000:.0f} ms")
+    assert beat.max_gap() < MAX_STALL_S
     assert widget.message.level == "success", widget.message.text()
     result = widget.result
     assert np.array_equal(result.labels_a, first.labels_a)  # model A unchanged
@@ -202,7 +208,7 @@ def test_compare_widget_shows_where_two_models_agree(
     assert (shown == A_ONLY).any() and (shown == B_ONLY).any() and (shown == BOTH).any()
     voxel_ml = float(np.prod(case.spacing)) / 1000
     dice = 2 * (a_wt & b_wt).sum() / (a_wt.sum() + b_wt.sum())
-    print(f"\nWT: A {a_wt.sum() * voxel_ml:.1f} mL, B {b_wt.sum() * voxel_ml:.1f} mL, Dice {dice:.3f}; "
+    print(f"WT: A {a_wt.sum() * voxel_ml:.1f} mL, B {b_wt.sum() * voxel_ml:.1f} mL, Dice {dice:.3f}; "
           + ", ".join(f"{r} Dice {result.agreement[r].dice:.3f}" for r in REGIONS)
           + f"; {result.seconds:.1f} s")
     assert 0.2 < dice < 0.99

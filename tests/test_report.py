@@ -88,6 +88,15 @@ def colour_masks(rgb: np.ndarray) -> dict[str, np.ndarray]:
             "ET": (np.minimum(r, g) - b > 0.3)}
 
 
+def pdf_lines(data: bytes) -> list[str]:
+    """The text lines a PDF from matplotlib draws: each ``[(..) kern (..)] TJ`` array's strings joined."""
+    streams = b"".join(zlib.decompress(m) for m in re.findall(rb"stream\r?\n(.*?)endstream", data, re.S)
+                       if m[:1] == b"x")
+    arrays = re.findall(rb"\[(.*?)\]\s*TJ", streams, re.S)
+    parts = (re.findall(rb"\(((?:[^()\\]|\\.)*)\)", array) for array in arrays)
+    return [re.sub(rb"\\(.)", rb"\1", b"".join(p)).decode("latin-1") for p in parts]
+
+
 def read_png(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255
 
@@ -157,9 +166,10 @@ def test_pdf_report_is_one_a4_page(case, demo_prediction, demo_card, tmp_path) -
     box = [float(v) for v in re.search(rb"/MediaBox\s*\[([^\]]+)\]", data).group(1).split()]
     assert box[2:] == pytest.approx([PAGE_IN[0] * 72, PAGE_IN[1] * 72], abs=0.5)
     assert f"napari-acs case report {case.case_id}".encode() in data  # the PDF's title
-    streams = b"".join(zlib.decompress(m) for m in re.findall(rb"stream\r?\n(.*?)endstream", data, re.S)
-                       if m[:1] == b"x")
-    assert b"Research" in streams and b"diagnosis" in streams  # the words are drawn, not only in the info
+    drawn = pdf_lines(data)  # the words are drawn on the page, not only in its info
+    assert RESEARCH_ONLY in drawn and f"Case report: {case.case_id}" in drawn and "Axial (z = " in "\n".join(drawn)
+    metrics = brats_metrics(demo_prediction, case.label, case.spacing, case.convention)
+    assert f"{metrics['WT']['dice']:.3f}" in drawn and f"{metrics['ET']['lesion_dice']:.3f}" in drawn
 
 
 def test_demo_prediction_report_has_its_metrics(case, demo_prediction, demo_card, tmp_path, screenshots_dir) -> None:

@@ -34,6 +34,7 @@ from napari_acs._napari._layers import (
 )
 from napari_acs._napari._model_choice import EngineCache, ModelChoice, ModelSpec
 from napari_acs._napari._qt import column, error_text, group_box
+from napari_acs._napari._report import ReportControls, ReportRequest, shown_sequence
 from napari_acs._napari._results import RegionLegend, ResultsTable
 from napari_acs._napari._run_panel import ModelRunWidget, RunPanel, connect_case_changes
 from napari_acs._napari._workers import TaskRunner
@@ -122,13 +123,17 @@ class SegmentWidget(ModelRunWidget):
         self.save_button = QPushButton("Save segmentation…")
         self.save_button.setToolTip("NIfTI on the source scan's grid, affine and orientation")
         self.save_button.setEnabled(False)
+        self.report = ReportControls(self.report_request)
+        self._run_model: tuple[Any, Any] | None = None
+        self._result_model: tuple[Any, Any] | None = None  # (case, ModelSpec) of the last result
 
         column(self, self.case_label, group_box("Model", self.choice), self.panel,
-               group_box("Result", self.legend, self.table, self.save_button), min_width=400)
+               group_box("Result", self.legend, self.table, self.save_button, self.report), min_width=400)
 
         self.run_button.clicked.connect(lambda: self.run())
         self.save_button.clicked.connect(self._save_dialog)
         self.runner.succeeded.connect(self._show_result)
+        self.runner.succeeded.connect(lambda result: setattr(self, "_result_model", self._run_model))
         self.runner.stopped.connect(self._update_case)
         self._measurer = TaskRunner(self)
         self._measurer.succeeded.connect(self._show_measures)
@@ -183,6 +188,7 @@ class SegmentWidget(ModelRunWidget):
         ref = reference_layer(self.viewer, case)
         reference = canonical_labels(ref) if ref is not None else None
         spec, dev, tta, engines = self.choice.spec(), self.device.currentData(), self.tta.isChecked(), self._engines
+        self._run_model = (case, spec)  # the report's model card, once this run has succeeded
         self.panel.start(lambda progress, cancel: run_segmentation(
             case, spec, device=dev, tta=tta, reference=reference, engines=engines, progress=progress, cancel=cancel),
             f"Segmenting {case.case_id}…")
@@ -268,3 +274,16 @@ class SegmentWidget(ModelRunWidget):
             return None
         self.message.show_message(f"Saved {written}", "success")
         return written
+
+    # ------------------------------------------------------------------ report
+    def report_request(self) -> ReportRequest | str:
+        """What the report of the current case shows: its prediction layer (with edits), its
+        reference, the model of the run that made the prediction, the sequence on screen."""
+        layer = self.prediction_layer()
+        if layer is None:
+            return "Nothing to report: run a segmentation first."
+        case = layer_case(layer)
+        ref = reference_layer(self.viewer, case)
+        model = self._result_model[1] if self._result_model and self._result_model[0] is case else None
+        return ReportRequest(case, canonical_labels(layer), canonical_labels(ref) if ref is not None else None,
+                             model, shown_sequence(self.viewer, case))

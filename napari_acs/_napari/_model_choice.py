@@ -250,10 +250,16 @@ class ModelChoice(QWidget):
         path, header = result
         if path != self._card_path:
             return  # the choice changed meanwhile; _card_stopped reads the new one
+        from napari_acs.inference.plausibility import model_concerns, worst_level
+
         task = header.get("create_model", {}).get("task")
         self.card.setMarkdown(card_markdown(header, str(path)))
         if task and task != self.task:
             self.warning.show_message(f"{path.name} is a {task} model; this widget needs a {self.task} model.", "error")
+            return
+        concerns = model_concerns(header.get("meta"), task or self.task)
+        if concerns:  # a poorly scored model says so, in orange or red, under its card
+            self.warning.show_message(" ".join(c.text for c in concerns), worst_level(concerns))
 
     def _card_failed(self, exc: BaseException) -> None:
         self.card.setMarkdown("")

@@ -8,7 +8,7 @@ thread worker; the GUI thread only adds or updates the result layer. See
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +38,7 @@ from napari_acs._napari._report import ReportControls, ReportRequest, shown_sequ
 from napari_acs._napari._results import RegionLegend, ResultsTable
 from napari_acs._napari._run_panel import ModelRunWidget, RunPanel, connect_case_changes
 from napari_acs._napari._workers import TaskRunner
+from napari_acs.inference.plausibility import worst_level
 
 if TYPE_CHECKING:
     import napari
@@ -60,6 +61,7 @@ class SegmentationResult:
     device: str
     seconds: float
     layer: Any = None  # the prediction Labels layer, built in the worker (see _show_result)
+    concerns: list = field(default_factory=list)  # a poor model, implausible volumes (plausibility.Concern)
 
 
 def measure(case: Any, labels: np.ndarray, reference: np.ndarray | None) -> tuple[dict, dict | None]:
@@ -77,6 +79,7 @@ def run_segmentation(
 ) -> SegmentationResult:
     """Worker job: build (or reuse) the widget's engine, segment the case, measure the result."""
     from napari_acs.inference import Segmenter
+    from napari_acs.inference.plausibility import brain_volume_ml, model_concerns, volume_concerns
     from napari_acs.progress import check_cancel
 
     def build() -> tuple[Any, Any]:
@@ -91,10 +94,12 @@ def run_segmentation(
     labels = engine.segment(case, progress=progress, cancel=cancel)
     progress(1.0, "measuring volumes" + (" and metrics" if reference is not None else ""))
     volumes, metrics = measure(case, labels, reference)
+    concerns = [*model_concerns(getattr(selected.model, "checkpoint_meta", None)),
+                *volume_concerns(volumes, brain_volume_ml(case.image, case.spacing))]
     # built here, off the GUI thread (a layer object touches no Qt until it is added)
     layer = Labels(to_display(labels), **labels_layer_kwargs(case, prediction_name(case)))
     return SegmentationResult(case, labels, volumes, metrics, selected.description, selected.trained,
-                              resolved, time.perf_counter() - start, layer)
+                              resolved, time.perf_counter() - start, layer, concerns)
 
 
 class SegmentWidget(ModelRunWidget):
@@ -211,10 +216,14 @@ class SegmentWidget(ModelRunWidget):
         layer.metadata["napari_acs"]["model"] = result.model
         self.table.show_results(result.volumes_ml, result.metrics)
         text = f"Segmented {case.case_id} in {result.seconds:.1f} s on {result.device}"
-        if result.trained:
-            self.message.show_message(f"{text} with {result.model}.", "success")
+        concerns = " ".join(c.text for c in result.concerns)
+        if not result.trained:
+            self.message.show_message(
+                f"{text} with an UNTRAINED model: these labels are meaningless. {concerns}".rstrip(), "warning")
+        elif result.concerns:  # never the green success line for a poor model or an implausible result
+            self.message.show_message(f"{text} with {result.model}. {concerns}", worst_level(result.concerns))
         else:
-            self.message.show_message(f"{text} with an UNTRAINED model: these labels are meaningless.", "warning")
+            self.message.show_message(f"{text} with {result.model}.", "success")
 
     # ------------------------------------------------------------------ edits
     def _on_paint(self, event: Any = None) -> None:

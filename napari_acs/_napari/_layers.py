@@ -5,7 +5,11 @@ two axes of an array, rows down and columns right; radiologists read axial slice
 anterior at the top and the patient's right on the screen's left. So layers hold the view
 ``display = canonical.transpose(2, 1, 0)[:, ::-1, ::-1]`` (axes ``(Z, Y, X)``, Y and X
 reversed): the slider walks inferior to superior. Both directions are views, never
-copies; ``scale`` carries the spacing in mm.
+copies; ``scale`` carries the spacing in mm and ``translate`` the position, so that napari's
+world coordinates are the scanner's DICOM patient coordinates in mm, ``(z, y, x)`` = (S, P, L),
+for every layer of any file (:func:`display_translate`): files on different grids (another
+origin, another voxel size) overlay where they lie in the scanner. The rotation of an
+oblique grid is not shown (as in the canonical arrays: voxel axes, nearest RAS+ directions).
 
 **The current case** (the one the widgets work on). Layers opened by the plugin carry their
 case in ``layer.metadata["napari_acs"]["case"]``. The current case is the case of the
@@ -52,6 +56,23 @@ def display_scale(spacing: tuple[float, float, float]) -> tuple[float, float, fl
     return (float(spacing[2]), float(spacing[1]), float(spacing[0]))
 
 
+def display_translate(affine: np.ndarray, shape: tuple[int, int, int]) -> tuple[float, float, float]:
+    """``translate`` (mm) of the display axes ``(Z, Y', X')`` of a canonical grid.
+
+    ``affine`` (4, 4) maps canonical voxels ``(X, Y, Z)`` to RAS+ world mm; the display
+    reverses Y and X, so display index 0 is the most anterior row and the right-most
+    column. Display coordinates are then ``(S, -A, -R)`` = DICOM ``(z, y, x)`` in LPS mm.
+    """
+    affine = np.asarray(affine, dtype=float)
+    corner = affine @ np.array([shape[0] - 1, shape[1] - 1, 0, 1.0])  # display index (0, 0, 0)
+    return (float(corner[2]), float(-corner[1]), float(-corner[0]))
+
+
+def display_geometry(case: Any) -> dict:
+    """``scale`` and ``translate`` of a case's layers (see :func:`display_translate`)."""
+    return {"scale": display_scale(case.spacing), "translate": display_translate(case.affine, case.shape)}
+
+
 def contrast_limits(volume: np.ndarray, sequence: str | None = None) -> tuple[float, float]:
     """The "Auto brain" window's limits: 0.5-99.5 percentiles of the non-zero (brain) voxels."""
     return window_presets(volume, sequence)[AUTO_BRAIN].limits
@@ -84,7 +105,7 @@ def labels_layer_kwargs(case: Any, name: str = "segmentation") -> dict:
     values = conv.values
     return {
         "name": name,
-        "scale": display_scale(case.spacing),
+        **display_geometry(case),
         "colormap": DirectLabelColormap(color_dict=colormap(conv)),
         "features": {
             "index": [0, *values.values()],
@@ -96,21 +117,27 @@ def labels_layer_kwargs(case: Any, name: str = "segmentation") -> dict:
 
 
 def case_layer_data(case: Any) -> list[tuple]:
-    """Layer data tuples for a case: one image layer per modality, plus its seg if any."""
+    """Layer data tuples for a case: one image layer per modality it has (a sequence missing
+    from files assigned by the user has none), plus its seg if any. FLAIR is shown, or the
+    first sequence present without FLAIR."""
     layers: list[tuple] = []
     meta = case_metadata(case)
-    for name, volume in zip(MODALITY_NAMES, case.image):
+    missing = set(getattr(case, "missing", ()))
+    present = [(name, volume) for name, modality, volume in zip(MODALITY_NAMES, case.modalities, case.image)
+               if modality not in missing]
+    shown = DEFAULT_VISIBLE if DEFAULT_VISIBLE in dict(present) else present[0][0]
+    for name, volume in present:
         windows = window_metadata(volume, name)
         layers.append(
             (
                 to_display(volume),
                 {
                     "name": f"{case.case_id} {name}",
-                    "scale": display_scale(case.spacing),
+                    **display_geometry(case),
                     "contrast_limits": Window(*windows[AUTO_BRAIN]).limits,
                     "colormap": "gray",
                     # one modality shown at a time; the others are a click away
-                    "visible": name == DEFAULT_VISIBLE,
+                    "visible": name == shown,
                     "metadata": {**meta, "modality": name, WINDOWS_KEY: windows},
                 },
                 "image",

@@ -12,7 +12,7 @@ import io as _io
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +37,7 @@ LOCK_FILE = ".napari-acs.lock"
 class CaseResult:
     """Outcome of one case: the file written and region volumes (mL), or the error."""
 
-    source: Path
+    source: Path | Mapping  # a case folder or file, or {sequence: file} of files assigned by the user
     case_id: str | None = None
     output: Path | None = None
     volumes_ml: dict[str, float] = field(default_factory=dict)
@@ -46,10 +46,14 @@ class CaseResult:
     skipped: bool = False  # kept from an earlier run (--skip-existing)
 
 
-def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """Case folders/files, or cohort folders of case folders -> one path per case."""
-    cases: list[Path] = []
+def expand_inputs(inputs: Sequence[str | os.PathLike | Mapping]) -> list[Path | Mapping]:
+    """Case folders/files, or cohort folders of case folders -> one path per case; a mapping
+    ``{sequence: file}`` (files with any names, see :func:`napari_acs.io.load_case`) is one case."""
+    cases: list[Path | Mapping] = []
     for item in inputs:
+        if isinstance(item, Mapping):
+            cases.append(item)
+            continue
         path = Path(item)
         cases.extend(find_cases(path) if path.is_dir() else [path])
     return cases
@@ -101,7 +105,7 @@ def segment_cases(
         if rank == 0:
             atomic_write_text(
                 out / RUN_JSON,
-                json.dumps({"inputs": [str(p) for p in paths], "device": str(engine.device),
+                json.dumps({"inputs": [source_text(p) for p in paths], "device": str(engine.device),
                             "tta": engine.tta, "model": getattr(engine.network, "create_kwargs", None),
                             "processes": world, **(run_info or {})}, indent=2),
                 overwrite=True,
@@ -268,6 +272,16 @@ def _collect(writing: Future, results: list[CaseResult], table: Path, overwrite:
     atomic_write_text(table, volumes_table(results), overwrite=True)
 
 
+def source_name(source: Path | Mapping) -> str:
+    """A case input's name in a table: the file or folder name (the reference file's for assigned files)."""
+    return Path(next(iter(source.values()))).name if isinstance(source, Mapping) else Path(source).name
+
+
+def source_text(source: Path | Mapping) -> str | dict[str, str]:
+    """A case input as JSON: its path, or ``{sequence: path}``."""
+    return {k: str(v) for k, v in source.items()} if isinstance(source, Mapping) else str(source)
+
+
 def volumes_table(results: Sequence[CaseResult]) -> str:
     """CSV text: case_id, file, WT/TC/ET volumes in mL, seconds, error."""
     buffer = _io.StringIO()
@@ -276,7 +290,7 @@ def volumes_table(results: Sequence[CaseResult]) -> str:
     for r in results:
         v = r.volumes_ml
         writer.writerow([
-            r.case_id or r.source.name, r.output.name if r.output else "",
+            r.case_id or source_name(r.source), r.output.name if r.output else "",
             *(f"{v[k]:.3f}" if k in v else "" for k in ("WT", "TC", "ET")),
             f"{r.seconds:.2f}", r.error or "",
         ])

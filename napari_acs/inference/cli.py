@@ -14,10 +14,35 @@ import sys
 from napari_acs.cli_support import CLIError, ProgressBar, print_table
 
 
+#: The sequence flags (files with any names): flag, alias, sequence, what it is.
+SEQUENCE_FLAGS = (("--t1c", "--t1ce", "t1c", "post-contrast T1"), ("--flair", "--t2f", "t2f", "T2-FLAIR"),
+                  ("--t1n", "--t1", "t1n", "native (pre-contrast) T1"), ("--t2w", "--t2", "t2w", "T2"))
+
+
+class _SequenceFile(argparse.Action):
+    """``--t1c FILE``...: collects ``{sequence: FILE}`` in command-line order (the first is the reference grid)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
+        files = dict(getattr(namespace, self.dest, None) or {})
+        if self.const in files:
+            parser.error(f"{option_string} given twice")
+        files[self.const] = values
+        setattr(namespace, self.dest, files)
+
+
 def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``napari-acs segment``."""
-    parser.add_argument("inputs", nargs="+", metavar="INPUT",
-                        help="a case folder, one of its files, or a folder of case folders")
+    parser.add_argument("inputs", nargs="*", metavar="INPUT",
+                        help="a case folder, one of its files, or a folder of case folders "
+                             "(or one case's files with any names: --t1c, --flair, --t1n, --t2w)")
+    sequences = parser.add_argument_group(
+        "one case from files with any names",
+        "each file's sequence (at least one; all on one grid). A missing sequence is a zero-filled input channel: "
+        "the result is less reliable, and says so. The output <first file's name>-seg.nii.gz lies on the first "
+        "file's grid, labels 1 NCR, 2 ED, 3 ET (BraTS 2023)")
+    for flag, alias, sequence, what in SEQUENCE_FLAGS:
+        sequences.add_argument(flag, alias, dest="sequence_files", metavar="FILE", action=_SequenceFile,
+                               const=sequence, default=None, help=f"the {what} file (.nii / .nii.gz)")
     parser.add_argument("--out", required=True, help="output folder (<case_id>_seg.nii.gz + volumes.csv)")
     chosen = parser.add_mutually_exclusive_group()
     chosen.add_argument("--model", help="preset name (untrained decoder!) instead of the demo model")
@@ -34,10 +59,11 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_segment(args: argparse.Namespace) -> int:
     """Segment the inputs (this process's share under torchrun); print the table; 1 if any case failed."""
-    from napari_acs.inference.batch import OutputFolderBusy
+    from napari_acs.inference.batch import OutputFolderBusy, source_name
     from napari_acs.inference.engine import Segmenter
     from napari_acs.inference.shard import rank_and_world, segment_sharded
     from napari_acs.io import BratsInputError
+    from napari_acs.io.sequences import missing_sequences, missing_warning
     from napari_acs.models.select import select_model
 
     rank, world = rank_and_world()
@@ -55,10 +81,22 @@ def run_segment(args: argparse.Namespace) -> int:
             print(f"model: {selected.description}", file=sys.stderr)
         return engine
 
+    inputs: list = list(args.inputs)
+    if args.sequence_files:
+        if inputs:
+            raise CLIError("give case folders or files as INPUT, or one case's files with --t1c, --flair, --t1n, "
+                           "--t2w, not both")
+        inputs = [args.sequence_files]
+        missing = missing_sequences(args.sequence_files)
+        if missing and rank == 0:
+            print(f"warning: {missing_warning(missing)}", file=sys.stderr)
+    elif not inputs:
+        raise CLIError("nothing to segment: give a case folder or file (INPUT), or the sequences' files with "
+                       "--t1c, --flair, --t1n, --t2w")
     title = "segment" if world == 1 else f"segment (process 1 of {world})"
     bar = ProgressBar(not args.no_progress and rank == 0, title)
     try:
-        results, failure = segment_sharded(args.inputs, args.out, build_engine, overwrite=args.overwrite,
+        results, failure = segment_sharded(inputs, args.out, build_engine, overwrite=args.overwrite,
                                            skip_existing=args.skip_existing, progress=bar,
                                            run_info={"argv": sys.argv, "model_descriptions": described})
     except (BratsInputError, FileExistsError, OutputFolderBusy) as exc:
@@ -66,7 +104,7 @@ def run_segment(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     if rank == 0:
-        rows = [[r.case_id or str(r.source), *(f"{r.volumes_ml.get(k, float('nan')):.1f}" for k in ("WT", "TC", "ET")),
+        rows = [[r.case_id or source_name(r.source), *(f"{r.volumes_ml.get(k, float('nan')):.1f}" for k in ("WT", "TC", "ET")),
                  f"{r.seconds:.1f}", r.error or ("kept (exists)" if r.skipped else "ok")] for r in results]
         print_table(rows, ["case", "WT mL", "TC mL", "ET mL", "s", "status"])
         for r in results:

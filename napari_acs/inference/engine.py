@@ -275,7 +275,7 @@ class Segmenter(_Engine):
         A sequence missing from the case (``case.missing``, files assigned by the user) is an
         all-zero input channel (it stays zero after the z-score: what a network trained with
         modality dropout sees for an absent sequence). The models trained on all four
-        sequences are then less reliable: ``progress`` says so first, as ``case.warnings`` does.
+        sequences are then less reliable: ``progress`` says so first.
 
         Args:
             space: ``"canonical"`` (default): on the grid of ``case.image`` and

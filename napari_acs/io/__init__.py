@@ -9,6 +9,7 @@ from napari_acs.io.case import (
     BratsName,
     CaseFiles,
     SourceGeometry,
+    assigned_case_files,
     find_case_files,
     find_cases,
     load_case,
@@ -31,12 +32,15 @@ from napari_acs.io.labels import (
     unknown_label_values,
 )
 from napari_acs.io.normalize import brain_bbox, brain_mask, zscore_in_mask
+from napari_acs.io.sequences import SEQUENCES, assign_sequences, guess_sequence
+from napari_acs.io.volume import NiftiVolume, load_volume
 from napari_acs.io.writer import default_seg_name, save_segmentation
 
 __all__ = [
     "CONVENTIONS",
     "MODALITIES",
     "REGIONS",
+    "SEQUENCES",
     "SUB_REGIONS",
     "SUB_REGION_COLOURS",
     "SUB_REGION_NAMES",
@@ -46,7 +50,10 @@ __all__ = [
     "CaseFiles",
     "Convention",
     "LabelConvention",
+    "NiftiVolume",
     "SourceGeometry",
+    "assign_sequences",
+    "assigned_case_files",
     "brain_bbox",
     "brain_mask",
     "colormap",
@@ -55,8 +62,10 @@ __all__ = [
     "find_case_files",
     "find_cases",
     "get_convention",
+    "guess_sequence",
     "labels_to_regions",
     "load_case",
+    "load_volume",
     "parse_name",
     "regions_to_labels",
     "save_segmentation",

@@ -5,6 +5,11 @@ File names (``.nii`` or ``.nii.gz``):
 * BraTS 2021: ``<id>_t1``, ``<id>_t1ce``, ``<id>_t2``, ``<id>_flair``, ``<id>_seg``
 * BraTS 2023+: ``<id>-t1n``, ``<id>-t1c``, ``<id>-t2w``, ``<id>-t2f``, ``<id>-seg``
 
+Files with any other names are a case when the user says which sequence each one is:
+``load_case(files={"t1c": "post_gd.nii.gz", "flair": "ax_flair.nii", ...})`` (keys:
+either naming, see :mod:`napari_acs.io.sequences`); sequences may then be missing
+(``case.missing``; their channels are zero-filled), and all files must share one grid.
+
 The naming decides the label convention (``"brats2021"`` or ``"brats2023"``, see
 :mod:`napari_acs.io.labels`). The image channels are always in the order
 (t1, t1ce, t2, flair) == (t1n, t1c, t2w, t2f). Voxel data are only re-ordered
@@ -16,7 +21,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +33,8 @@ from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, 
 
 from napari_acs.io.errors import BratsInputError
 from napari_acs.io.labels import CONVENTIONS, Convention, unknown_label_values
-from napari_acs.io.nifti import READ_ERRORS, open_nifti
+from napari_acs.io.nifti import READ_ERRORS, is_nifti_name, nifti_stem, open_nifti
+from napari_acs.io.sequences import SEQUENCES, canonical_sequence, missing_warning
 
 #: Modality names per naming convention, in image channel order.
 MODALITIES: dict[str, tuple[str, str, str, str]] = {
@@ -45,6 +51,9 @@ _NAME = re.compile(
     r"^(?P<case_id>.+?)(?:_(?P<brats2021>t1|t1ce|t2|flair|seg)|-(?P<brats2023>t1n|t1c|t2w|t2f|seg))"
     r"\.nii(?:\.gz)?$"
 )
+#: The one preparation step files of several grids need (not done here), named in the refusal.
+GRID_HINT = ("the sequences must share one grid: co-register and resample them onto the reference "
+             "(first given) file first, a preparation step")
 _NAMING_HINT = "files named like <id>_t1.nii.gz (BraTS 2021) or <id>-t1n.nii.gz (BraTS 2023)"
 _RAS = axcodes2ornt(("R", "A", "S"))
 # What gzip/zlib raise on damaged .gz files, and nibabel on unreadable or truncated NIfTI files.
@@ -75,15 +84,31 @@ def parse_name(name: str) -> BratsName | None:
 
 @dataclass(frozen=True)
 class CaseFiles:
-    """The files of one case: ``files`` maps modality names (then ``"seg"``, if present) to paths."""
+    """The files of one case: ``files`` maps modality names (then ``"seg"``, if present) to paths.
+
+    ``reference`` is the modality whose grid every file must share: ``None`` for BraTS-named
+    files (the first modality, all four present); for files assigned by the user
+    (:func:`assigned_case_files`), the first one given, and modalities may be missing.
+    """
 
     case_id: str
     convention: Convention
     files: dict[str, Path]
+    reference: str | None = None
 
     @property
     def modalities(self) -> tuple[str, str, str, str]:
         return MODALITIES[self.convention]
+
+    @property
+    def reference_kind(self) -> str:
+        """The modality whose file's grid is the case's grid."""
+        return self.reference or self.modalities[0]
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        """Modalities without a file, in channel order (always empty for BraTS-named files)."""
+        return tuple(m for m in self.modalities if m not in self.files)
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,7 +151,9 @@ class BratsCase:
     ``image`` float32 (4, X, Y, Z), channels ``modalities`` (t1, t1ce, t2, flair order);
     ``affine`` (4, 4) canonical voxel -> world mm; ``label`` uint8 (X, Y, Z) in the file's
     label values (``convention``), or ``None`` without a seg file; ``files`` maps
-    modality names and ``"seg"`` to the paths read; ``source`` is the source grid.
+    modality names and ``"seg"`` to the paths read; ``source`` is the source grid;
+    ``missing`` the modalities without a file (their channels are all zero: only for files
+    assigned by the user, see :func:`assigned_case_files`).
     """
 
     image: np.ndarray
@@ -137,6 +164,7 @@ class BratsCase:
     files: dict[str, Path]
     source: SourceGeometry
     label: np.ndarray | None = None
+    missing: tuple[str, ...] = ()
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -157,8 +185,14 @@ class BratsCase:
 # --------------------------------------------------------------------------- discovery
 
 
-def find_case_files(path_or_files: str | os.PathLike | Sequence[str | os.PathLike]) -> CaseFiles:
-    """Resolve a case folder, one file of a case (its siblings are found) or a list of files."""
+CaseSource = str | os.PathLike | Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike]
+
+
+def find_case_files(path_or_files: CaseSource) -> CaseFiles:
+    """Resolve a case folder, one file of a case (its siblings are found), a list of files,
+    or files assigned by the user ``{sequence: file}`` (see :func:`assigned_case_files`)."""
+    if isinstance(path_or_files, Mapping):
+        return assigned_case_files(path_or_files)
     if isinstance(path_or_files, (str, os.PathLike)):
         path = Path(path_or_files)
         if path.is_dir():
@@ -180,6 +214,50 @@ def find_case_files(path_or_files: str | os.PathLike | Sequence[str | os.PathLik
             paths[0].parent, f"the files belong to {len(ids)} cases ({', '.join(ids)}), not one"
         )
     return _assemble(named, paths[0].parent)
+
+
+def assigned_case_files(
+    files: Mapping[str, str | os.PathLike], *, convention: Convention = "brats2023", case_id: str | None = None
+) -> CaseFiles:
+    """A case from files with any names, each assigned its sequence: ``{"t1c": path, ...}``.
+
+    Keys: a sequence in either BraTS naming (t1n/t1, t1c/t1ce, t2w/t2, t2f/flair) or
+    ``"seg"``; at least one sequence; missing ones are allowed (:attr:`CaseFiles.missing`).
+    The first sequence given is the reference grid. ``convention`` names the modalities and
+    the label values written (default BraTS 2023: labels 1, 2, 3); ``case_id`` defaults to
+    the reference file's name without ``.nii.gz``. Raises :class:`BratsInputError` naming the
+    file: unknown sequence, one sequence or one file given twice, no such file, not NIfTI.
+    """
+    if not files:
+        raise BratsInputError(None, "no files given")
+    modalities = MODALITIES[convention]
+    chosen: dict[str, Path] = {}
+    for key, value in files.items():
+        path = Path(value)
+        if key == SEG:
+            kind = SEG
+        else:
+            try:
+                kind = modalities[SEQUENCES.index(canonical_sequence(key))]
+            except ValueError as exc:
+                raise BratsInputError(path, str(exc)) from None
+        if kind in chosen:
+            raise BratsInputError(path, f"a second file for {kind} (the first: {chosen[kind].name}); keep one")
+        for other, known in chosen.items():
+            if known == path:
+                raise BratsInputError(path, f"is given for both {other} and {kind}; one file is one sequence")
+        if not path.is_file():
+            raise BratsInputError(path, "no such file")
+        if not is_nifti_name(path):
+            raise BratsInputError(path, "not a NIfTI file name: expected .nii or .nii.gz")
+        chosen[kind] = path
+    given = [kind for kind in chosen if kind != SEG]
+    if not given:
+        raise BratsInputError(next(iter(chosen.values())), "only a segmentation given: assign at least one sequence")
+    ordered = {m: chosen[m] for m in modalities if m in chosen}
+    if SEG in chosen:
+        ordered[SEG] = chosen[SEG]
+    return CaseFiles(case_id or nifti_stem(chosen[given[0]]), convention, ordered, reference=given[0])
 
 
 def find_cases(root: str | os.PathLike) -> list[Path]:
@@ -271,9 +349,21 @@ def _assemble(named: list[tuple[Path, BratsName]], folder: Path) -> CaseFiles:
 
 
 def load_case(
-    path_or_files: str | os.PathLike | Sequence[str | os.PathLike], *, threads: int | None = None
+    path_or_files: CaseSource | None = None,
+    *,
+    files: Mapping[str, str | os.PathLike] | None = None,
+    convention: Convention = "brats2023",
+    case_id: str | None = None,
+    threads: int | None = None,
 ) -> BratsCase:
-    """Load and validate a BraTS case: a folder, one of its files, or a list of its files.
+    """Load and validate a BraTS case: a folder, one of its files, or a list of its files;
+    or files with any names assigned their sequences, ``files={"t1c": path, "flair": path}``
+    (also accepted as ``path_or_files``; ``convention`` and ``case_id`` apply to these only,
+    see :func:`assigned_case_files`). A sequence without a file is listed in ``missing`` and
+    its channel is all zero (a segmentation is then less reliable:
+    :func:`napari_acs.io.sequences.missing_warning` says so); every file must lie on the
+    reference (first given) file's grid, else the refusal names both files and the
+    preparation step needed.
 
     Returns a :class:`BratsCase` in canonical RAS+ orientation (reoriented, never
     resampled). NIfTI scaling (scl_slope/scl_inter) is applied. A file holding a 4D
@@ -283,21 +373,30 @@ def load_case(
     CPU; zlib decompression releases the GIL); ``threads=1`` suits data-loader
     worker processes that are already parallel.
     """
-    case_files = find_case_files(path_or_files)
+    if files is not None and path_or_files is not None:
+        raise TypeError("load_case takes a path (or files) or files={sequence: file}, not both")
+    source_files = files if files is not None else path_or_files
+    if isinstance(source_files, Mapping):
+        case_files = assigned_case_files(source_files, convention=convention, case_id=case_id)
+    else:
+        case_files = find_case_files(source_files)
     kinds = list(case_files.files)
     with ThreadPoolExecutor(max_workers=threads or min(len(kinds), _usable_cpus())) as pool:
         # pool.map re-raises the first error in file order, whatever finished first
         opened = dict(zip(kinds, pool.map(_open, case_files.files.values())))
         source = _common_geometry(opened, case_files)
-        image = np.empty((4, *source.canonical_shape), dtype=np.float32)
+        image = (np.zeros if case_files.missing else np.empty)((4, *source.canonical_shape), dtype=np.float32)
         reads = [
             pool.submit(_read_modality, opened[kind][0], case_files.files[kind], source, image[channel])
-            for channel, kind in enumerate(case_files.modalities)
+            for channel, kind in enumerate(case_files.modalities) if kind in opened
         ]
+        label_read = None
         if SEG in opened:
             seg_img, seg_path = opened[SEG][0], case_files.files[SEG]
-            reads.append(pool.submit(_read_label, seg_img, seg_path, source, case_files.convention))
-        results = [read.result() for read in reads]
+            label_read = pool.submit(_read_label, seg_img, seg_path, source, case_files.convention)
+        for read in reads:
+            read.result()
+        label = label_read.result() if label_read is not None else None
     return BratsCase(
         image=image,
         modalities=case_files.modalities,
@@ -306,7 +405,8 @@ def load_case(
         convention=case_files.convention,
         files=case_files.files,
         source=source,
-        label=results[4] if SEG in opened else None,
+        label=label,
+        missing=case_files.missing,
     )
 
 
@@ -318,20 +418,22 @@ def _usable_cpus() -> int:
 def _common_geometry(
     opened: dict[str, tuple[nib.Nifti1Image, tuple[int, int, int]]], case_files: CaseFiles
 ) -> SourceGeometry:
-    """Check that every file has the first modality's shape and affine; return that grid."""
-    ref_kind = case_files.modalities[0]
+    """Check that every file has the reference modality's shape and affine; return that grid."""
+    ref_kind = case_files.reference_kind
     ref_img, ref_shape = opened[ref_kind]
     ref_path = case_files.files[ref_kind]
+    # BraTS-named files come prepared (a mismatch is a broken case); files assigned by the user need a step
+    hint = f"; {GRID_HINT}" if case_files.reference is not None else ""
     for kind, (img, shape) in opened.items():
         path = case_files.files[kind]
         if shape != ref_shape:
-            raise BratsInputError(path, f"shape {shape} differs from {ref_path.name} shape {ref_shape}")
+            raise BratsInputError(path, f"shape {shape} differs from {ref_path.name} shape {ref_shape}{hint}")
         diff = float(np.abs(img.affine - ref_img.affine).max())
         if not diff <= AFFINE_TOLERANCE_MM:
             raise BratsInputError(
                 path,
                 f"affine differs from the affine of {ref_path.name} by {diff:.4g} mm "
-                f"(tolerance {AFFINE_TOLERANCE_MM} mm)",
+                f"(tolerance {AFFINE_TOLERANCE_MM} mm){hint}",
             )
     return SourceGeometry(
         affine=ref_img.affine.copy(),
@@ -346,8 +448,9 @@ def _open(path: Path) -> tuple[nib.Nifti1Image, tuple[int, int, int]]:
     return open_nifti(path)
 
 
-def _read_raw(img: nib.Nifti1Image, path: Path, shape: tuple[int, int, int]) -> np.ndarray:
-    """Unscaled source-grid voxels (X, Y, Z) in the file's own dtype, read once."""
+def read_voxels(img: nib.Nifti1Image, path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """Unscaled source-grid voxels ``shape`` ((X, Y, Z), or (X, Y, Z, T) of a 4D file) in the
+    file's own dtype, read once; a read error is a :class:`BratsInputError` naming the file."""
     try:
         raw = np.asarray(img.dataobj.get_unscaled())
     except READ_ERRORS as exc:
@@ -359,7 +462,7 @@ def _read_raw(img: nib.Nifti1Image, path: Path, shape: tuple[int, int, int]) -> 
 
 def _read_modality(img: nib.Nifti1Image, path: Path, source: SourceGeometry, out: np.ndarray) -> None:
     """Fill ``out`` (canonical (X, Y, Z) float32) with the scaled voxels of one modality."""
-    np.copyto(out, source.to_canonical(_read_raw(img, path, source.shape)), casting="unsafe")
+    np.copyto(out, source.to_canonical(read_voxels(img, path, source.shape)), casting="unsafe")
     slope, inter = float(img.dataobj.slope), float(img.dataobj.inter)
     if slope != 1.0:
         out *= np.float32(slope)
@@ -386,7 +489,7 @@ def label_values(img: nib.Nifti1Image, path: Path, shape: tuple[int, int, int], 
                  ) -> np.ndarray:
     """A segmentation's voxels on its own grid (X, Y, Z), as uint8, checked: finite integers
     of ``convention`` only (NaN, 1.5, 5 or -1 are refused, naming the file and the values)."""
-    values = _read_raw(img, path, shape)
+    values = read_voxels(img, path, shape)
     slope, inter = float(img.dataobj.slope), float(img.dataobj.inter)
     if slope != 1.0 or inter != 0.0:
         values = values * slope + inter

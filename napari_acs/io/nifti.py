@@ -31,6 +31,21 @@ HEADER_BYTES = 540
 GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
 READ_ERRORS = (OSError, ValueError, ImageFileError, HeaderDataError, MemoryError)
 GZIP_MAGIC = b"\x1f\x8b"
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+
+def is_nifti_name(path: str | Path) -> bool:
+    """Whether a file name ends in ``.nii`` or ``.nii.gz`` (any case)."""
+    return Path(path).name.lower().endswith(NIFTI_SUFFIXES)
+
+
+def nifti_stem(path: str | Path) -> str:
+    """The file name without ``.nii`` / ``.nii.gz``: ``"scan"`` for ``/x/scan.nii.gz``."""
+    name = Path(path).name
+    for suffix in NIFTI_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 def _header(first: bytes, path: Path) -> nib.Nifti1Header:
@@ -64,20 +79,30 @@ class _BytesReader:
         return self._at
 
 
-def check_header(header: nib.Nifti1Header, path: Path,
-                 expected_shape: tuple[int, int, int] | None = None) -> tuple[tuple[int, int, int], int]:
-    """The volume's 3D shape and the file's uncompressed size (bytes), or a refusal naming ``path``."""
+def check_header(header: nib.Nifti1Header, path: Path, expected_shape: tuple[int, int, int] | None = None,
+                 *, allow_4d: bool = False) -> tuple[tuple[int, int, int], int]:
+    """The volume's 3D shape and the file's uncompressed size (bytes), or a refusal naming ``path``.
+
+    ``allow_4d``: a 4D file (X, Y, Z, T), T volumes of one grid (a time series, diffusion
+    directions, stacked sequences), is accepted too, its X * Y * Z * T voxels counted
+    against :data:`MAX_VOXELS`; otherwise only a 3D volume (or X, Y, Z, 1) is.
+    """
     shape = tuple(int(size) for size in header.get_data_shape())
     if any(size < 0 for size in shape):
         raise BratsInputError(path, f"has a header with negative sizes {shape}")
-    if any(size != 1 for size in shape[3:]):
+    if allow_4d:
+        if any(size != 1 for size in shape[4:]):
+            raise BratsInputError(path, f"is a {len(shape)}D image (shape {shape}); expected a 3D or 4D volume")
+    elif any(size != 1 for size in shape[3:]):
         raise BratsInputError(path, f"is a {len(shape)}D volume (shape {shape}); expected one 3D volume per file")
     if len(shape) < 3 or min(shape[:3]) < 2:
         dims = sum(size > 1 for size in shape[:3])
         raise BratsInputError(path, f"is a {dims}D image (shape {shape}); expected a 3D volume")
-    voxels = math.prod(shape[:3])
+    volumes = shape[3] if allow_4d and len(shape) > 3 else 1
+    voxels = math.prod(shape[:3]) * volumes
     if voxels > MAX_VOXELS:
-        raise BratsInputError(path, f"header claims {' x '.join(map(str, shape[:3]))} = {voxels:,} voxels, "
+        sizes = " x ".join(map(str, shape[:3] + ((volumes,) if volumes > 1 else ())))
+        raise BratsInputError(path, f"header claims {sizes} = {voxels:,} voxels, "
                                     f"more than the {MAX_VOXELS:,} accepted (512^3)")
     shape3 = shape[:3]
     if expected_shape is not None and tuple(shape3) != tuple(expected_shape):
@@ -89,18 +114,44 @@ def check_header(header: nib.Nifti1Header, path: Path,
     return shape3, offset + voxels * dtype.itemsize
 
 
-def open_nifti(path: str | Path, *, expected_shape: tuple[int, int, int] | None = None
+def read_header(path: str | Path, *, allow_4d: bool = False) -> nib.Nifti1Header:
+    """Only the header of a NIfTI file (the first bytes of the file, or of its gzip stream),
+    checked like :func:`check_header`; nothing else is read or decompressed. A ``.nii`` file
+    shorter than its header says is refused here too. Cheap enough for a reader deciding
+    whether a file is its own."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as stream:
+            first = stream.read(64 * 1024)  # a gzip stream's header bytes come from its first few KiB
+        if path.name.endswith(".gz"):
+            if not first.startswith(GZIP_MAGIC):
+                raise BratsInputError(path, "not gzip-compressed although its name ends in .gz: not a .nii.gz file")
+            first = zlib.decompressobj(wbits=31).decompress(first, HEADER_BYTES)
+        header = _header(first, path)
+        _, size = check_header(header, path, allow_4d=allow_4d)
+        if not path.name.endswith(".gz") and path.stat().st_size < size:
+            raise BratsInputError(path, f"is {path.stat().st_size:,} bytes but its header needs {size:,}: truncated file")
+        return header
+    except BratsInputError:
+        raise
+    except GZIP_ERRORS as exc:
+        raise BratsInputError(path, f"corrupt or truncated gzip file ({type(exc).__name__}: {exc})") from exc
+    except READ_ERRORS as exc:
+        raise BratsInputError(path, f"not a readable NIfTI file ({type(exc).__name__}: {exc})") from exc
+
+
+def open_nifti(path: str | Path, *, expected_shape: tuple[int, int, int] | None = None, allow_4d: bool = False
                ) -> tuple[nib.Nifti1Image, tuple[int, int, int]]:
     """A NIfTI image (``.nii`` or ``.nii.gz``, wholly in memory for ``.gz``) and its 3D shape,
-    after the header checks of :func:`check_header`; a ``.gz`` is decompressed to at most
-    its stated size and its CRC checked."""
+    after the header checks of :func:`check_header` (``allow_4d``: a 4D file too); a ``.gz``
+    is decompressed to at most its stated size and its CRC checked."""
     path = Path(path)
     try:
         if path.name.endswith(".gz"):
-            return _open_gzip(path, expected_shape)
+            return _open_gzip(path, expected_shape, allow_4d)
         with open(path, "rb") as stream:
             first = stream.read(HEADER_BYTES)
-        shape, size = check_header(_header(first, path), path, expected_shape)
+        shape, size = check_header(_header(first, path), path, expected_shape, allow_4d=allow_4d)
         actual = path.stat().st_size
         if actual < size:
             raise BratsInputError(path, f"is {actual:,} bytes but its header needs {size:,}: truncated file")
@@ -113,13 +164,13 @@ def open_nifti(path: str | Path, *, expected_shape: tuple[int, int, int] | None 
         raise BratsInputError(path, f"not a readable NIfTI file ({type(exc).__name__}: {exc})") from exc
 
 
-def _open_gzip(path: Path, expected_shape: tuple[int, int, int] | None
+def _open_gzip(path: Path, expected_shape: tuple[int, int, int] | None, allow_4d: bool = False
                ) -> tuple[nib.Nifti1Image, tuple[int, int, int]]:
     compressed = path.read_bytes()
     if not compressed.startswith(GZIP_MAGIC):
         raise BratsInputError(path, "not gzip-compressed although its name ends in .gz: not a .nii.gz file")
     first = zlib.decompressobj(wbits=31).decompress(compressed, HEADER_BYTES)
-    shape, size = check_header(_header(first, path), path, expected_shape)
+    shape, size = check_header(_header(first, path), path, expected_shape, allow_4d=allow_4d)
     stream = zlib.decompressobj(wbits=31)  # decompression releases the GIL
     data = stream.decompress(compressed, size + 1)
     if len(data) > size or stream.unconsumed_tail:

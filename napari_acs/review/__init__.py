@@ -12,11 +12,13 @@ _EXPORTS = {
     "Manifest": "napari_acs.review.manifest",
     "ManifestError": "napari_acs.review.manifest",
     "STATUSES": "napari_acs.review.manifest",
+    "finetune_on_corrections": "napari_acs.review.finetune",
 }
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from napari_acs.review.cohort import CaseEntry, ReviewCohort
+    from napari_acs.review.finetune import finetune_on_corrections
     from napari_acs.review.manifest import STATUSES, Manifest, ManifestError
 
 

@@ -37,7 +37,7 @@ from napari_acs.training.cli import add_compare_parser, add_finetune_parser, con
 from napari_acs.training.cohort import SegmentationCase, split_subjects
 from napari_acs.training.datasets import SegmentationPatches
 from napari_acs.training.evaluation import binary_metrics
-from napari_acs.training.plots import COLOURS, LEGEND_FRAME, line_plot, nice_ticks
+from napari_acs.training.plots import COLOURS, LEGEND_FRAME, line_plot
 
 SMALL = {"model": "tf_efficientnet_lite0", "patch_size": 32, "batch_size": 2}
 
@@ -198,25 +198,26 @@ def test_binary_metrics():
     assert math.isnan(one_class["auc"]) and one_class["balanced_accuracy"] == 0.5
 
 
-def test_nice_ticks_cover_the_range():
-    assert nice_ticks(0.03, 0.97) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
-    assert nice_ticks(1, 10)[0] <= 1 and nice_ticks(1, 10)[-1] >= 10
-
-
-def test_plot_legend_avoids_the_curves(tmp_path):
-    # a rising curve crosses the top-right corner: the legend goes bottom right; a falling one leaves top right free
-    rising = [0.0, 1 / 3, 2 / 3, 1.0]  # spans the y axis exactly (ticks 0 to 1)
-    for ys, top in ((rising, False), (rising[::-1], True)):
+def test_plot_draws_the_curves_and_a_legend_clear_of_them(tmp_path):
+    # a rising curve crosses the top-right corner, a falling one the top left: the legend goes elsewhere
+    rising = [0.0, 1 / 3, 2 / 3, 1.0]
+    corners = []
+    for ys in (rising, rising[::-1]):
         path = line_plot({"a": ([1, 2, 3, 4], ys), "b": ([1, 2, 3, 4], [0.9 * y for y in ys])}, tmp_path / "p.png",
                          title="t", xlabel="x", ylabel="y")
-        pixels = np.asarray(Image.open(path).convert("RGB"))
+        pixels = np.asarray(Image.open(path).convert("RGB")).astype(int)
+        assert pixels.shape == (440, 720, 3)
         legend = np.argwhere((pixels == LEGEND_FRAME).all(axis=-1))
         assert legend.size, "no legend drawn"
         (y0, x0), (y1, x1) = legend.min(0), legend.max(0)
-        assert (y0 < pixels.shape[0] / 2) == top and x0 > pixels.shape[1] / 2
-        inside = pixels[y0 + 1 : y1, x0 + 1 : x1]
-        for colour in COLOURS[:2]:  # only the 3 x 21 px swatch of each curve, no curve crossing
-            assert 0 < (inside == colour).all(axis=-1).sum() <= 70
+        corners.append((y0 < pixels.shape[0] / 2, x0 > pixels.shape[1] / 2))
+        outside = pixels.copy()
+        outside[y0 : y1 + 1, x0 : x1 + 1] = 255
+        for colour in COLOURS[:2]:
+            assert (np.abs(outside - colour).max(axis=-1) < 40).sum() > 300, "a curve is missing"
+            inside = np.abs(pixels[y0 + 1 : y1, x0 + 1 : x1] - colour).max(axis=-1) < 40
+            assert 0 < inside.sum() <= 200  # only the swatch of each curve: no curve crosses the legend
+    assert corners[0] != corners[1]
 
 
 # --------------------------------------------------------------------------- training runs

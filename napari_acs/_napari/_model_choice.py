@@ -89,7 +89,7 @@ def load_backend(progress: Any = None, cancel: Any = None) -> BackendInfo:
     import napari_acs.metrics
     import napari_acs.inference.preprocess  # noqa: F401 (Classify's input preparation)
     import napari_acs.training.loop  # Fine-tune
-    import napari_acs.training.plots  # noqa: F401 (the curves' axis ticks)
+    import napari_acs.training.plots  # noqa: F401 (matplotlib, for the curves and the report)
     from napari_acs.models.registry import get_preset, list_models
     from napari_acs.models.select import DEFAULT_PRESET, demo_checkpoint_path
 

@@ -1,15 +1,14 @@
 """Qt pieces the dock widgets share: a message line, a path picker, layout helpers, error
-text, and a small live line plot (napari ships no plotting library)."""
+text, and a small live line plot (matplotlib's Qt canvas)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from qtpy.QtCore import QPointF, QRectF, Qt, Signal
-from qtpy.QtGui import QColor, QPainter, QPainterPath, QPen
+from qtpy.QtCore import QEvent, Qt, Signal
 from qtpy.QtWidgets import (
     QFileDialog,
     QGroupBox,
@@ -132,9 +131,9 @@ class PathEdit(QWidget):
 
 # --------------------------------------------------------------------------- live curves
 
-#: Okabe-Ito colours (colour-blind safe), as in napari_acs.training.plots.
+#: Okabe-Ito colours (colour-blind safe; the training PNGs use the same palette), by series.
 COLOURS = ("#56b4e9", "#e69f00", "#009e73", "#cc79a7", "#f0e442", "#d55e00")
-MARGIN = {"left": 46, "right": 10, "top": 22, "bottom": 26}
+WAITING = "waiting for the first values…"
 
 
 @dataclass
@@ -144,84 +143,108 @@ class Series:
     colour: str
     markers: bool = True
     points: list[tuple[float, float]] = field(default_factory=list)
+    line: Any = None  # its matplotlib Line2D
 
 
 class CurvePlot(QWidget):
-    """Lines of named series against epochs; redrawn as points arrive."""
+    """Lines of named series against epochs, drawn by matplotlib in the widget's palette; redrawn
+    (at the next idle moment of the event loop) as points arrive."""
 
     def __init__(self, title: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
+
         self.title = title
         self.series: dict[str, Series] = {}
         self.x_max = 1.0  # the x axis reaches at least this far (the planned number of epochs)
+        self.figure = Figure(figsize=(4, 2))
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.axes = self.figure.add_subplot()
+        self.axes.set_title(title, fontsize=9, loc="left")
+        self.axes.set_xlabel("epoch", fontsize=8)
+        self.axes.tick_params(labelsize=8)
+        self.axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        self._waiting = self.axes.text(0.5, 0.5, WAITING, transform=self.axes.transAxes, ha="center", va="center")
+        self.figure.set_layout_engine("tight")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.canvas)
         self.setMinimumHeight(150)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self._colours()
+        self._rescale()
+
+    def _colours(self) -> None:
+        """The figure in the widget's palette (napari's theme): base background, text-coloured ink."""
+        palette = self.palette()
+        base, text = palette.base().color().name(), palette.text().color().name()
+        self.figure.set_facecolor(base)
+        self.axes.set_facecolor(base)
+        self.axes.title.set_color(text)
+        self.axes.xaxis.label.set_color(text)
+        self.axes.tick_params(colors=text)
+        for spine in self.axes.spines.values():
+            spine.set_color(text)
+        self.axes.grid(True, color=text, alpha=0.2)
+        self._waiting.set_color(text)
+        self._legend()
+        self.canvas.draw_idle()
+
+    def _legend(self) -> None:
+        if not self.series:
+            return
+        palette = self.palette()
+        text = palette.text().color().name()
+        legend = self.axes.legend(loc="best", fontsize=8, facecolor=palette.base().color().name(),
+                                  edgecolor=text, labelcolor=text, framealpha=0.8)
+        legend.set_visible(any(s.points for s in self.series.values()))
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 (Qt name)
+        """Follow a change of theme (napari's light / dark)."""
+        super().changeEvent(event)
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.StyleChange) and hasattr(self, "_waiting"):
+            self._colours()
+
+    def showEvent(self, event: QEvent) -> None:  # noqa: N802 (Qt name)
+        super().showEvent(event)
+        self._colours()  # the palette napari's style sheet gave the docked widget
 
     def clear(self) -> None:
+        for series in self.series.values():
+            series.line.remove()
         self.series.clear()
-        self.update()
+        legend = self.axes.get_legend()
+        if legend is not None:
+            legend.remove()
+        self._rescale()
 
     def add_point(self, name: str, x: float, y: float, *, markers: bool = True) -> None:
         """Append ``(x, y)`` to series ``name`` (created with the next colour); non-finite y is skipped."""
         if not math.isfinite(y):
             return
         if name not in self.series:
-            self.series[name] = Series(COLOURS[len(self.series) % len(COLOURS)], markers)
-        self.series[name].points.append((float(x), float(y)))
-        self.update()
+            colour = COLOURS[len(self.series) % len(COLOURS)]
+            line, = self.axes.plot([], [], color=colour, label=name, linewidth=2 if markers else 1,
+                                   marker="o" if markers else None, markersize=4)
+            self.series[name] = Series(colour, markers, line=line)
+        series = self.series[name]
+        series.points.append((float(x), float(y)))
+        series.line.set_data(*zip(*series.points))
+        if len(series.points) == 1:
+            self._legend()  # a new name in the legend
+        self._rescale()
 
-    def paintEvent(self, event: object) -> None:  # noqa: N802 (Qt name)
-        painter = QPainter(self)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        text = self.palette().text().color()
-        painter.fillRect(self.rect(), self.palette().base())
-        painter.setPen(text)
-        painter.drawText(QPointF(MARGIN["left"], 15), self.title)
-        area = QRectF(MARGIN["left"], MARGIN["top"], self.width() - MARGIN["left"] - MARGIN["right"],
-                      self.height() - MARGIN["top"] - MARGIN["bottom"])
+    def _rescale(self) -> None:
+        """Axes over every point (x from 0 to at least ``x_max``), then a redraw when Qt is idle."""
         points = [p for s in self.series.values() for p in s.points]
-        if not points or area.width() < 20 or area.height() < 20:
-            painter.drawText(area, Qt.AlignmentFlag.AlignCenter, "waiting for the first values…")
-            painter.end()
-            return
-        from napari_acs.training.plots import (
-            nice_ticks,  # imported by the run that sends the points
-        )
-
-        xs = nice_ticks(min(0.0, min(p[0] for p in points)), max(self.x_max, max(p[0] for p in points)))
-        ys = nice_ticks(min(p[1] for p in points), max(p[1] for p in points), 4)
-        decimals = max(0, -math.floor(math.log10(ys[1] - ys[0]))) if len(ys) > 1 else 3
-
-        def at(x: float, y: float) -> QPointF:
-            fx = (x - xs[0]) / (xs[-1] - xs[0])
-            fy = (y - ys[0]) / (ys[-1] - ys[0])
-            return QPointF(area.left() + fx * area.width(), area.bottom() - fy * area.height())
-
-        grid = QColor(text)
-        grid.setAlpha(50)
-        for y in ys:
-            painter.setPen(grid)
-            painter.drawLine(at(xs[0], y), at(xs[-1], y))
-            painter.setPen(text)
-            painter.drawText(QRectF(0, at(xs[0], y).y() - 8, MARGIN["left"] - 4, 16),
-                             Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, f"{y:.{decimals}f}")
-        for x in xs:
-            painter.drawText(QRectF(at(x, ys[0]).x() - 20, area.bottom() + 2, 40, 16),
-                             Qt.AlignmentFlag.AlignHCenter, f"{x:g}")
-        painter.drawText(QRectF(area.right() - 60, area.bottom() + 2, 60, 22),
-                         Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignBottom, "epoch")
-        painter.drawRect(area)
-        for row, (name, series) in enumerate(self.series.items()):
-            colour = QColor(series.colour)
-            painter.setPen(QPen(colour, 2 if series.markers else 1))
-            path = QPainterPath(at(*series.points[0]))
-            for x, y in series.points[1:]:
-                path.lineTo(at(x, y))
-            painter.drawPath(path)
-            if series.markers:
-                painter.setBrush(colour)
-                for x, y in series.points:
-                    painter.drawEllipse(at(x, y), 3, 3)
-                painter.setBrush(Qt.BrushStyle.NoBrush)
-            painter.drawText(QPointF(area.right() - 150, area.top() + 14 + 14 * row), f"— {name}")
-        painter.end()
+        self._waiting.set_visible(not points)
+        if points:
+            xs, ys = [p[0] for p in points], [p[1] for p in points]
+            self.axes.set_xlim(min(0.0, min(xs)), max(self.x_max, max(xs), 1.0))
+            low, high = min(ys), max(ys)
+            pad = (high - low) * 0.08 or abs(high) * 0.08 or 0.1
+            self.axes.set_ylim(low - pad, high + pad)
+        self.canvas.draw_idle()

@@ -402,3 +402,25 @@ def test_napari_offers_our_reader_first_and_uses_it_when_the_user_chooses(
     assert displayed_world(layer) == pytest.approx([marker[2], -marker[1], -marker[0]], abs=1e-4)
     use_napari_acs_by_default(False)
     assert not is_default_reader() and "*.nii.gz" not in settings.plugins.extension2reader
+
+
+def test_a_plain_named_scan_is_shown_like_a_case(make_napari_viewer, qtbot, tmp_path: Path,
+                                                 screenshots_dir: Path) -> None:
+    """The sample's T1ce under a scanner-like name: one layer, the case's geometry, looked at."""
+    sample = sample_case_path()
+    post = shutil.copy(next(sample.glob("*_t1ce.nii.gz")), tmp_path / "scan.nii.gz")
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(post), plugin="napari-acs")
+    case_layers = read_case(str(sample))
+    t1ce = next(data for data in case_layers if data[1]["name"].endswith(" T1ce"))
+    assert layer.name == "scan" and np.array_equal(layer.data, t1ce[0])
+    assert tuple(layer.translate) == pytest.approx(tuple(t1ce[1]["translate"]))
+    assert tuple(layer.scale) == pytest.approx(tuple(t1ce[1]["scale"]))
+    viewer.window.show()
+    viewer.window.resize(1200, 900)
+    qtbot.waitExposed(viewer.window._qt_window)
+    viewer.dims.set_point(0, layer.translate[0] + 77 * layer.scale[0])
+    viewer.reset_view()
+    qtbot.wait(300)
+    shot = viewer.screenshot(str(screenshots_dir / "plain_named_scan.png"), canvas_only=False)
+    assert shot[..., :3].std() > 10

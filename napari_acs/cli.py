@@ -46,11 +46,12 @@ def _cmd_sample_cohort(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from napari_acs.io import BratsInputError
-    from napari_acs.io.files import atomic_write_text
+    from napari_acs.io.files import atomic_write_text, check_writable_file
     from napari_acs.metrics.evaluate import evaluate_folders, metrics_csv, summarise
     from napari_acs.metrics.lesionwise import CHALLENGES
 
     try:
+        check_writable_file(args.out, overwrite=args.overwrite)  # before the work, not after it
         rows = evaluate_folders(args.pred_dir, args.ref_dir, challenge=args.challenge)
         atomic_write_text(args.out, metrics_csv(rows + summarise(rows)), overwrite=args.overwrite)
     except (BratsInputError, FileExistsError) as exc:

@@ -41,13 +41,28 @@ def print_table(rows: list[list[str]], header: list[str]) -> None:
         print("  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip())
 
 
+def os_error_line(exc: OSError) -> str:
+    """An ``OSError`` in one line naming the path and the OS reason: ``"PATH: No space left on
+    device"`` (our own messages, e.g. ``"cannot write PATH: ..."``, as they are)."""
+    if type(exc).__str__ is not OSError.__str__ or exc.strerror is None:
+        return str(exc)
+    if exc.filename is None:
+        return exc.strerror
+    target = f" -> {exc.filename2}" if exc.filename2 is not None else ""
+    return f"{exc.filename}{target}: {exc.strerror}"
+
+
 def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace, prog: str) -> int:
     """``handler(args)``'s exit code; a :class:`CLIError` is printed as ``<prog>: error: ...`` (1),
-    Ctrl-C as ``<prog>: interrupted`` (130)."""
+    so is an ``OSError`` (a read-only or full disk: the path and the OS reason, 1), Ctrl-C as
+    ``<prog>: interrupted`` (130)."""
     try:
         return handler(args)
     except CLIError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{prog}: error: {os_error_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -12,10 +13,15 @@ from napari_acs.io.files import atomic_folder, atomic_path, atomic_write_text
 
 @pytest.fixture
 def disk_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The order of fsync and rename calls, as ``"fsync"`` / ``"rename"``."""
+    """The order of fsync and rename calls, as ``"fsync"`` (a file), ``"fsync folder"`` / ``"rename"``."""
     calls: list[str] = []
     fsync, replace, rename = os.fsync, os.replace, Path.rename
-    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append("fsync"), fsync(fd))[1])
+
+    def spy_fsync(fd: int) -> None:
+        calls.append("fsync folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync")
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy_fsync)
     monkeypatch.setattr(os, "replace", lambda a, b: (calls.append("rename"), replace(a, b))[1])
     monkeypatch.setattr(Path, "rename", lambda self, target: (calls.append("rename"), rename(self, target))[1])
     return calls
@@ -23,7 +29,7 @@ def disk_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 def test_file_is_flushed_to_disk_before_it_gets_its_name(tmp_path: Path, disk_calls: list[str]) -> None:
     atomic_write_text(tmp_path / "table.csv", "a,b\n")
-    assert disk_calls == ["fsync", "rename"]
+    assert disk_calls == ["fsync", "rename", "fsync folder"]  # the file, then its new name
     assert [p.name for p in tmp_path.iterdir()] == ["table.csv"]
 
 
@@ -42,7 +48,7 @@ def test_folder_appears_whole_with_every_file_flushed(tmp_path: Path, disk_calls
         for name in ("t1.nii.gz", "seg.nii.gz"):
             (folder / name).write_bytes(b"x")
         assert not (tmp_path / "case").exists()
-    assert disk_calls == ["fsync", "fsync", "rename"]
+    assert disk_calls == ["fsync", "fsync", "fsync folder", "rename", "fsync folder"]
     assert sorted(p.name for p in (tmp_path / "case").iterdir()) == ["seg.nii.gz", "t1.nii.gz"]
     assert [p.name for p in tmp_path.iterdir()] == ["case"]
 

@@ -203,3 +203,182 @@ def test_a_path_inside_a_checkpoint_is_never_opened(tmp_path: Path) -> None:
     _sys.addaudithook(audit)
     model = load_model(path)
     assert not opened and model.create_kwargs["pretrained"] == str(secret)  # recorded, never followed
+
+
+# ---------------------------------------------------------------------------- messages that misled
+
+
+def cli(*args: str) -> tuple[int, str]:
+    """``napari-acs ARGS`` in this process: (exit code, stderr); a traceback would raise here."""
+    import contextlib
+    import io
+
+    from napari_acs.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return code, err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    from napari_acs.models import create_model, save_checkpoint
+
+    path = tmp_path_factory.mktemp("ckpt") / "lite0.safetensors"
+    return save_checkpoint(create_model("tf_efficientnet_lite0", pretrained=False), path, patch_size=[32, 32, 32])
+
+
+def _spoil_reference(seg: Path, how: str) -> str:
+    """Make a case's seg file unusable; returns what the warning must say."""
+    img = nib.load(seg)
+    labels = np.asarray(img.dataobj)
+    if how == "label 5":
+        labels = labels.copy()
+        labels.flat[int(np.flatnonzero(labels)[0])] = 5
+        nib.save(nib.Nifti1Image(labels, img.affine), seg)
+        return "label values 5 unknown"
+    if how == "another grid":
+        nib.save(nib.Nifti1Image(labels[:-2], img.affine), seg)
+        return "differs from"
+    data = seg.read_bytes()
+    seg.write_bytes(data[: len(data) // 2])  # a truncated gzip stream
+    return "corrupt or truncated gzip"
+
+
+@pytest.mark.parametrize("how", ["label 5", "another grid", "truncated"])
+def test_segment_warns_about_a_bad_reference_and_still_segments(case_files, tmp_path: Path, checkpoint: Path,
+                                                                how: str) -> None:
+    said = _spoil_reference(case_files["seg"], how)
+    out = tmp_path / "out"
+    code, stderr = cli("segment", str(case_files["t1"].parent), "--out", str(out), "--checkpoint", str(checkpoint),
+                       "--device", "cpu", "--no-progress")
+    assert code == 0, stderr
+    warning = next(line for line in stderr.splitlines() if line.startswith("warning: "))
+    assert str(case_files["seg"]) in warning and said in warning and "reference segmentation is not used" in warning
+    import csv
+
+    (row,) = list(csv.DictReader((out / "volumes.csv").open()))
+    assert row["error"] == "" and said in row["warning"] and (out / row["segmentation"]).is_file()
+    with pytest.raises(BratsInputError):  # where the reference is the point, it is still an error
+        load_case(case_files["t1"])
+
+
+def test_symlinked_case_folders_are_found(tmp_path: Path) -> None:
+    from napari_acs.inference.batch import expand_inputs
+    from napari_acs.io import find_cases
+    from napari_acs.metrics.evaluate import evaluate_folders
+
+    for letter in "AB":
+        write_case(tmp_path / "store" / letter, case_id=f"case{letter}")
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    for letter in "AB":
+        (cohort / f"link{letter}").symlink_to(tmp_path / "store" / letter, target_is_directory=True)
+    (cohort / "loop").symlink_to(cohort, target_is_directory=True)  # a link loop ends, it does not hang
+    assert find_cases(cohort) == [cohort / "linkA", cohort / "linkB"]
+    assert expand_inputs([cohort]) == [cohort / "linkA", cohort / "linkB"]
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "pred" / "caseA_seg.nii.gz").symlink_to(tmp_path / "store" / "A" / "caseA_seg.nii.gz")
+    rows = evaluate_folders(tmp_path / "pred", cohort)  # references found through the links
+    assert {r["case_id"] for r in rows} == {"caseA"} and all(r["dice"] == 1.0 for r in rows)
+
+
+def test_evaluate_affine_mismatch_shows_both_affines(case_files, tmp_path: Path) -> None:
+    from napari_acs.metrics.evaluate import evaluate_folders
+
+    seg = nib.load(case_files["seg"])
+    moved = seg.affine.copy()
+    moved[0, 3] += 2.0
+    case_id = case_files["seg"].name.split("_seg")[0]
+    pred = write_prediction(tmp_path / "pred", case_id, np.asarray(seg.dataobj), moved, np.uint8)
+    with pytest.raises(BratsInputError) as info:
+        evaluate_folders(tmp_path / "pred", case_files["seg"].parent)
+    message = str(info.value)
+    x_pred, x_ref = (f"{v:g}" for v in (moved[0, 3], seg.affine[0, 3]))
+    assert info.value.path == pred and "by 2 mm" in message and "same shape" not in message
+    assert f"origin ({x_pred}, " in message and f"in the prediction vs ({x_ref}, " in message, message
+
+
+def test_segment_makes_no_out_folder_when_every_input_is_rejected(case_files, tmp_path: Path,
+                                                                  checkpoint: Path) -> None:
+    case_files["t2"].unlink()
+    out = tmp_path / "out"
+    code, stderr = cli("segment", str(case_files["t1"].parent), str(tmp_path / "nosuch"), "--out", str(out),
+                       "--checkpoint", str(checkpoint), "--device", "cpu", "--no-progress")
+    (line,) = [line for line in stderr.splitlines() if "error" in line]
+    assert code == 1 and "Traceback" not in stderr
+    assert "missing modality t2" in line and "(and 1 more input rejected)" in line and "nothing written" in line
+    assert not out.exists()
+
+
+def _small_cohort(root: Path) -> Path:
+    """Case A usable, B with NaN voxels (found when loading), C without its t2 (found at once)."""
+    from nifti_cases import write_volume
+
+    for i, letter in enumerate("ABC"):
+        write_case(root / letter, case_id=f"case{letter}", seed=i)
+    t1 = nib.load(root / "B" / "caseB_t1.nii.gz")
+    data = np.asarray(t1.dataobj).astype(np.float32)
+    data[3, 3, 3] = np.nan
+    write_volume(root / "B" / "caseB_t1.nii.gz", data, t1.affine)
+    (root / "C" / "caseC_t2.nii.gz").unlink()
+    return root
+
+
+def test_finetune_skips_bad_cases_and_refuses_only_when_too_few_remain(tmp_path: Path) -> None:
+    from napari_acs.training import finetune
+    from napari_acs.training.config import FinetuneConfig
+
+    cohort = _small_cohort(tmp_path / "cohort")
+    small = dict(model="tf_efficientnet_lite0", patch_size=32, batch_size=2, epochs=1, steps_per_epoch=1,
+                 pretrained=False, device="cpu")
+    result = finetune(FinetuneConfig(cohort, tmp_path / "run", val_fraction=0.0, **small))
+    assert result.train_ids == ["caseA"] and result.epochs_completed == 1
+    skipped = [w for w in result.warnings if w.startswith("case skipped: ")]
+    assert len(skipped) == 2
+    assert any(str(cohort / "C") in w and "missing modality t2" in w for w in skipped)
+    assert any(str(cohort / "B" / "caseB_t1.nii.gz") in w and "NaN" in w for w in skipped)
+
+    with pytest.raises(ValueError, match="left after skipping 1 that cannot be read; too few to train") as info:
+        finetune(FinetuneConfig(cohort, tmp_path / "run2", val_fraction=0.5, **small))  # A + B: one is lost
+    assert "caseB_t1.nii.gz" in str(info.value)
+
+
+# ---------------------------------------------------------------------------- the widgets
+
+
+def test_widgets_show_the_one_line_refusal_of_a_forged_file(make_napari_viewer, qtbot, case_files, tmp_path: Path,
+                                                            screenshots_dir: Path) -> None:
+    """Load: a t2 whose header claims 10^15 voxels; Segment: a checkpoint claiming 10^9 classes.
+    Each widget shows the CLI's one-line message, naming the file; nothing is added."""
+    viewer = make_napari_viewer()
+    _, load = viewer.window.add_plugin_dock_widget("napari-acs", "Load BraTS case")
+    case_files["t2"].write_bytes(gzip.compress(nifti_header_bytes((100_000, 100_000, 100_000))))
+    load.open_case(str(case_files["t1"].parent))
+    load.runner.wait(60)
+    text = load.message.text()
+    assert load.message.level == "error" and "\n" not in text.strip()
+    assert str(case_files["t2"]) in text and "voxels, more than the" in text and len(viewer.layers) == 0
+    viewer.window.show()
+    viewer.window.resize(1200, 800)
+    qtbot.waitExposed(viewer.window._qt_window)
+    qtbot.wait(300)
+    viewer.screenshot(str(screenshots_dir / "hostile_load_forged_header.png"), canvas_only=False)
+
+    write_case(tmp_path / "good", case_id="good")
+    viewer.open(str(tmp_path / "good"), plugin="napari-acs")
+    _, seg = viewer.window.add_plugin_dock_widget("napari-acs", "Segment")
+    seg.choice.backend.wait(120)
+    forged = forged_checkpoint(tmp_path, "huge_head", create={"num_classes": 10**9})
+    seg.choice.choose_checkpoint(forged)
+    qtbot.waitUntil(lambda: seg.choice.warning.level == "error", timeout=30_000)
+    assert str(forged) in seg.choice.warning.text() and "num_classes=1000000000 is not allowed" in seg.choice.warning.text()
+    layers = len(viewer.layers)
+    seg.run(device="cpu")
+    assert seg.wait(60)
+    text = seg.message.text()
+    assert seg.message.level == "error" and "\n" not in text.strip() and str(forged) in text
+    assert len(viewer.layers) == layers
+    qtbot.wait(300)
+    viewer.screenshot(str(screenshots_dir / "hostile_segment_forged_checkpoint.png"), canvas_only=False)

@@ -24,7 +24,7 @@ from torch import nn
 from napari_acs.inference.engine import Segmenter
 from napari_acs.io import BratsInputError, default_seg_name, find_case_files, find_cases, load_case, save_segmentation
 from napari_acs.io.case import SEPARATORS
-from napari_acs.io.files import atomic_write_text
+from napari_acs.io.files import atomic_write_text, remove_stale_temporaries, writable_folder
 from napari_acs.metrics import volumes_ml
 from napari_acs.progress import CancelSignal, ProgressCallback, check_cancel, report
 
@@ -44,6 +44,7 @@ class CaseResult:
     seconds: float = 0.0
     error: str | None = None
     skipped: bool = False  # kept from an earlier run (--skip-existing)
+    warnings: list[str] = field(default_factory=list)  # e.g. a reference segmentation not used
 
 
 def expand_inputs(inputs: Sequence[str | os.PathLike | Mapping]) -> list[Path | Mapping]:
@@ -86,8 +87,12 @@ def segment_cases(
     ``skip_existing`` keeps cases whose segmentation is already in ``out_dir`` (a run
     interrupted before): their rows come from the earlier table or the file itself.
 
-    Two cases with one id, or another command writing to ``out_dir``, are refused before
-    anything is written (:class:`OutputFolderBusy` for the latter).
+    Two cases with one id, inputs none of which is a BraTS case, an ``out_dir`` that cannot
+    be written, or another command writing to it are refused before anything is written
+    (:class:`OutputFolderBusy` for the last, :class:`~napari_acs.io.files.WriteError` for
+    the OS's refusals). A problem with a case's reference segmentation (not needed here)
+    is a warning of that case (``CaseResult.warnings``), not an error. Temporary files
+    that killed runs left in ``out_dir`` are removed.
     """
     out = Path(out_dir)
     table = out / table_name
@@ -96,11 +101,12 @@ def segment_cases(
     paths = expand_inputs(inputs)
     if not paths:
         raise BratsInputError(Path(inputs[0]) if inputs else out, "no BraTS case found")
-    _refuse_duplicate_ids(paths)
+    _check_inputs(paths, out)
     earlier = _earlier_rows(table) if skip_existing else {}
     rank, world = shard
-    out.mkdir(parents=True, exist_ok=True)
+    writable_folder(out)
     with _output_lock(out, exclusive=world == 1):
+        remove_stale_temporaries(out)  # left by a killed run (only those of processes now gone)
         engine = model if isinstance(model, Segmenter) else Segmenter(model, device=device, tta=tta)
         if rank == 0:
             atomic_write_text(
@@ -142,6 +148,7 @@ def _segment_all(paths: list[Path], out: Path, table: Path, engine: Segmenter, *
             else:
                 case, target = loaded
                 result.case_id = case.case_id
+                result.warnings = list(case.warnings)
                 try:
                     labels = engine.segment(case, progress=case_progress, cancel=cancel)
                 except (ValueError, RuntimeError) as exc:  # this case only (e.g. too small for the network)
@@ -184,7 +191,7 @@ def _load(path: Path, out: Path, overwrite: bool, skip_existing: bool) -> tuple[
         if target.exists():
             return _Kept(files.case_id, files.convention, target)
     try:
-        case = load_case(path)
+        case = load_case(path, on_bad_label="warn")  # the reference is not needed to segment
     except BratsInputError as exc:
         return str(exc)
     target = out / default_seg_name(case)
@@ -193,18 +200,26 @@ def _load(path: Path, out: Path, overwrite: bool, skip_existing: bool) -> tuple[
     return case, target
 
 
-def _refuse_duplicate_ids(paths: list[Path]) -> None:
-    """Two inputs of one case id would write one file twice: refused before anything runs."""
+def _check_inputs(paths: list[Path], out: Path) -> None:
+    """Before anything is written: two inputs of one case id (one file written twice) are
+    refused, and so are inputs none of which is a BraTS case (no empty ``out`` is made)."""
     seen: dict[str, Path] = {}
+    rejected: list[BratsInputError] = []
     for path in paths:
         try:
             case_id = find_case_files(path).case_id
-        except BratsInputError:
-            continue  # reported as that case's error when its turn comes
+        except BratsInputError as exc:
+            rejected.append(exc)  # reported as that case's error when its turn comes
+            continue
         if case_id in seen:
             raise BratsInputError(path, f"case {case_id} is also given as {seen[case_id]}: "
                                         "one run segments each case id once")
         seen[case_id] = path
+    if not seen:
+        first = rejected[0]
+        more = len(rejected) - 1
+        others = f" (and {more} more input{'s' if more > 1 else ''} rejected)" if more else ""
+        raise BratsInputError(first.path, f"{first.problem}{others}; no case to segment, nothing written to {out}")
 
 
 def _earlier_rows(table: Path) -> dict[str, dict]:
@@ -283,15 +298,15 @@ def source_text(source: Path | Mapping) -> str | dict[str, str]:
 
 
 def volumes_table(results: Sequence[CaseResult]) -> str:
-    """CSV text: case_id, file, WT/TC/ET volumes in mL, seconds, error."""
+    """CSV text: case_id, file, WT/TC/ET volumes in mL, seconds, error, warning."""
     buffer = _io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["case_id", "segmentation", "WT_ml", "TC_ml", "ET_ml", "seconds", "error"])
+    writer.writerow(["case_id", "segmentation", "WT_ml", "TC_ml", "ET_ml", "seconds", "error", "warning"])
     for r in results:
         v = r.volumes_ml
         writer.writerow([
             r.case_id or source_name(r.source), r.output.name if r.output else "",
             *(f"{v[k]:.3f}" if k in v else "" for k in ("WT", "TC", "ET")),
-            f"{r.seconds:.2f}", r.error or "",
+            f"{r.seconds:.2f}", r.error or "", " | ".join(r.warnings),
         ])
     return buffer.getvalue()

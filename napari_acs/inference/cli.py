@@ -108,6 +108,8 @@ def run_segment(args: argparse.Namespace) -> int:
                  f"{r.seconds:.1f}", r.error or ("kept (exists)" if r.skipped else "ok")] for r in results]
         print_table(rows, ["case", "WT mL", "TC mL", "ET mL", "s", "status"])
         for r in results:
+            for warning in r.warnings:
+                print(f"warning: {warning}", file=sys.stderr)
             if r.error:
                 print(f"failed: {r.source}: {r.error}", file=sys.stderr)
     if failure is not None:

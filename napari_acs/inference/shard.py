@@ -47,7 +47,8 @@ def segment_sharded(
     if table.exists() and not (overwrite or skip_existing):
         raise FileExistsError(f"{table} exists; pass --overwrite to replace it, or --skip-existing to go on")
     partial = f"volumes.rank{rank}.csv"
-    (Path(out_dir) / partial).unlink(missing_ok=True)  # left by a killed run: rows of cases redone now
+    if (Path(out_dir) / partial).exists():  # left by a killed run: rows of cases redone now
+        (Path(out_dir) / partial).unlink()
     failure = None
     try:
         results = segment_cases(inputs, out_dir, build_engine(), overwrite=overwrite, skip_existing=skip_existing,

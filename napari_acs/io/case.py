@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import nibabel as nib
 import numpy as np
@@ -34,7 +35,7 @@ from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, 
 from napari_acs.io.errors import BratsInputError
 from napari_acs.io.labels import CONVENTIONS, Convention, unknown_label_values
 from napari_acs.io.nifti import READ_ERRORS, is_nifti_name, nifti_stem, open_nifti
-from napari_acs.io.sequences import SEQUENCES, canonical_sequence, missing_warning
+from napari_acs.io.sequences import SEQUENCES, canonical_sequence
 
 #: Modality names per naming convention, in image channel order.
 MODALITIES: dict[str, tuple[str, str, str, str]] = {
@@ -152,6 +153,7 @@ class BratsCase:
     ``affine`` (4, 4) canonical voxel -> world mm; ``label`` uint8 (X, Y, Z) in the file's
     label values (``convention``), or ``None`` without a seg file; ``files`` maps
     modality names and ``"seg"`` to the paths read; ``source`` is the source grid;
+    ``warnings`` what was left out (a reference segmentation that could not be used);
     ``missing`` the modalities without a file (their channels are all zero: only for files
     assigned by the user, see :func:`assigned_case_files`).
     """
@@ -164,6 +166,7 @@ class BratsCase:
     files: dict[str, Path]
     source: SourceGeometry
     label: np.ndarray | None = None
+    warnings: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()
 
     @property
@@ -263,20 +266,36 @@ def assigned_case_files(
 def find_cases(root: str | os.PathLike) -> list[Path]:
     """Sorted case folders under a cohort ``root`` (``[root]`` if it is itself a case folder).
 
-    A case folder holds at least one BraTS-named modality file. Raises
+    A case folder holds at least one BraTS-named modality file; symlinked folders are
+    followed, hidden ones skipped (:func:`walk_folders`). Raises
     :class:`BratsInputError` if ``root`` is not a folder or holds no case.
     """
     root = Path(root)
     if not root.is_dir():
         raise BratsInputError(root, "no such folder")
     cases = []
-    for folder, subfolders, names in os.walk(root):
+    for folder, subfolders, names in walk_folders(root):
         if any(_is_modality_name(n) for n in names):
-            cases.append(Path(folder))
+            cases.append(folder)
             subfolders.clear()
     if not cases:
         raise BratsInputError(root, f"no BraTS case found: a case folder holds {_NAMING_HINT}")
     return sorted(cases)
+
+
+def walk_folders(root: str | os.PathLike) -> Iterator[tuple[Path, list[str], list[str]]]:
+    """``os.walk(root)`` (top down: clear the subfolder list to prune) that follows symlinked
+    folders (a cohort assembled from links), visits each real folder once (no link loops) and
+    skips hidden folders (``.git``, the temporary folders of :mod:`napari_acs.io.files`)."""
+    seen: set[str] = set()
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+        real = os.path.realpath(folder)
+        if real in seen:
+            subfolders.clear()
+            continue
+        seen.add(real)
+        yield Path(folder), subfolders, sorted(names)
 
 
 def _is_modality_name(name: str) -> bool:
@@ -355,6 +374,7 @@ def load_case(
     convention: Convention = "brats2023",
     case_id: str | None = None,
     threads: int | None = None,
+    on_bad_label: Literal["raise", "warn"] = "raise",
 ) -> BratsCase:
     """Load and validate a BraTS case: a folder, one of its files, or a list of its files;
     or files with any names assigned their sequences, ``files={"t1c": path, "flair": path}``
@@ -369,6 +389,9 @@ def load_case(
     resampled). NIfTI scaling (scl_slope/scl_inter) is applied. A file holding a 4D
     volume with a single trailing volume (X, Y, Z, 1) is read as 3D. Any problem
     raises :class:`BratsInputError` naming the file; nothing partial is returned.
+    ``on_bad_label="warn"`` (for callers that do not need the reference, e.g. segmenting)
+    leaves out a segmentation file that cannot be used (unreadable, another grid, unknown
+    label values): ``label`` is then ``None`` and ``warnings`` says why.
     The files are read by ``threads`` threads (default: one per file, at most one per
     CPU; zlib decompression releases the GIL); ``threads=1`` suits data-loader
     worker processes that are already parallel.
@@ -380,32 +403,50 @@ def load_case(
         case_files = assigned_case_files(source_files, convention=convention, case_id=case_id)
     else:
         case_files = find_case_files(source_files)
-    kinds = list(case_files.files)
-    with ThreadPoolExecutor(max_workers=threads or min(len(kinds), _usable_cpus())) as pool:
-        # pool.map re-raises the first error in file order, whatever finished first
-        opened = dict(zip(kinds, pool.map(_open, case_files.files.values())))
+    modalities = case_files.modalities
+    present = [kind for kind in modalities if kind in case_files.files]
+    reference = case_files.reference_kind
+    label: np.ndarray | None = None
+    warnings: tuple[str, ...] = ()
+    with ThreadPoolExecutor(max_workers=threads or min(len(case_files.files), _usable_cpus())) as pool:
+        opening = {kind: pool.submit(_open, path) for kind, path in case_files.files.items()}
+        opened = {kind: opening[kind].result() for kind in present}  # the first error in file order
         source = _common_geometry(opened, case_files)
         image = (np.zeros if case_files.missing else np.empty)((4, *source.canonical_shape), dtype=np.float32)
         reads = [
             pool.submit(_read_modality, opened[kind][0], case_files.files[kind], source, image[channel])
-            for channel, kind in enumerate(case_files.modalities) if kind in opened
+            for channel, kind in enumerate(modalities) if kind in opened
         ]
         label_read = None
-        if SEG in opened:
-            seg_img, seg_path = opened[SEG][0], case_files.files[SEG]
-            label_read = pool.submit(_read_label, seg_img, seg_path, source, case_files.convention)
+        if SEG in opening:
+            try:
+                seg_img, seg_shape = opening[SEG].result()
+                _check_grid(case_files.files[SEG], seg_img, seg_shape, case_files.files[reference],
+                            opened[reference])
+                label_read = pool.submit(_read_label, seg_img, case_files.files[SEG], source, case_files.convention)
+            except BratsInputError as exc:
+                if on_bad_label == "raise":
+                    raise
+                warnings = (f"{exc}; the reference segmentation is not used",)
         for read in reads:
             read.result()
-        label = label_read.result() if label_read is not None else None
+        if label_read is not None:
+            try:
+                label = label_read.result()
+            except BratsInputError as exc:
+                if on_bad_label == "raise":
+                    raise
+                warnings = (f"{exc}; the reference segmentation is not used",)
     return BratsCase(
         image=image,
-        modalities=case_files.modalities,
+        modalities=modalities,
         affine=source.canonical_affine,
         case_id=case_files.case_id,
         convention=case_files.convention,
         files=case_files.files,
         source=source,
         label=label,
+        warnings=warnings,
         missing=case_files.missing,
     )
 
@@ -418,29 +459,57 @@ def _usable_cpus() -> int:
 def _common_geometry(
     opened: dict[str, tuple[nib.Nifti1Image, tuple[int, int, int]]], case_files: CaseFiles
 ) -> SourceGeometry:
-    """Check that every file has the reference modality's shape and affine; return that grid."""
+    """Check that every modality has the reference modality's shape and affine; return that grid."""
     ref_kind = case_files.reference_kind
     ref_img, ref_shape = opened[ref_kind]
-    ref_path = case_files.files[ref_kind]
-    # BraTS-named files come prepared (a mismatch is a broken case); files assigned by the user need a step
-    hint = f"; {GRID_HINT}" if case_files.reference is not None else ""
     for kind, (img, shape) in opened.items():
-        path = case_files.files[kind]
-        if shape != ref_shape:
-            raise BratsInputError(path, f"shape {shape} differs from {ref_path.name} shape {ref_shape}{hint}")
-        diff = float(np.abs(img.affine - ref_img.affine).max())
-        if not diff <= AFFINE_TOLERANCE_MM:
-            raise BratsInputError(
-                path,
-                f"affine differs from the affine of {ref_path.name} by {diff:.4g} mm "
-                f"(tolerance {AFFINE_TOLERANCE_MM} mm){hint}",
-            )
+        try:
+            _check_grid(case_files.files[kind], img, shape, case_files.files[ref_kind], opened[ref_kind])
+        except BratsInputError as exc:
+            if case_files.reference is None:  # BraTS-named files come prepared: a broken case
+                raise
+            raise BratsInputError(exc.path, f"{exc.problem}; {GRID_HINT}") from None
     return SourceGeometry(
         affine=ref_img.affine.copy(),
         shape=ref_shape,
         header=ref_img.header.copy(),
         ornt=io_orientation(ref_img.affine),
     )
+
+
+def _check_grid(path: Path, img: nib.Nifti1Image, shape: tuple[int, int, int], ref_path: Path,
+                ref: tuple[nib.Nifti1Image, tuple[int, int, int]]) -> None:
+    """``path``'s grid (shape, affine) must be ``ref_path``'s, else :class:`BratsInputError`."""
+    ref_img, ref_shape = ref
+    if shape != ref_shape:
+        raise BratsInputError(path, f"shape {shape} differs from {ref_path.name} shape {ref_shape}")
+    diff = float(np.abs(img.affine - ref_img.affine).max())
+    if not diff <= AFFINE_TOLERANCE_MM:
+        raise BratsInputError(
+            path,
+            f"affine differs from the affine of {ref_path.name} by {diff:.4g} mm "
+            f"(tolerance {AFFINE_TOLERANCE_MM} mm): "
+            f"{affine_difference(img.affine, ref_img.affine, (path.name, ref_path.name))}",
+        )
+
+
+def affine_difference(affine: np.ndarray, other: np.ndarray, names: tuple[str, str] = ("this", "that")) -> str:
+    """The two (4, 4) voxel -> world mm affines in one line, naming what differs: the origin
+    only (``"origin (x, y, z) vs (x, y, z) mm"``) or the 3 x 4 matrices (rows ``;``-separated)."""
+    def number(value: float) -> str:  # 0.1 um steps: any difference above the tolerance shows
+        text = f"{value:.4f}".rstrip("0").rstrip(".")
+        return "0" if text in ("-0", "") else text
+
+    def numbers(values: np.ndarray) -> str:
+        return " ".join(number(v) for v in np.asarray(values, dtype=float).ravel())
+
+    def matrix(a: np.ndarray) -> str:
+        return "[" + "; ".join(numbers(row) for row in np.asarray(a, dtype=float)[:3]) + "]"
+
+    if np.allclose(affine[:3, :3], other[:3, :3], atol=AFFINE_TOLERANCE_MM):
+        return (f"origin ({numbers(affine[:3, 3]).replace(' ', ', ')}) mm in {names[0]} vs "
+                f"({numbers(other[:3, 3]).replace(' ', ', ')}) mm in {names[1]}")
+    return f"{names[0]} {matrix(affine)} vs {names[1]} {matrix(other)}"
 
 
 def _open(path: Path) -> tuple[nib.Nifti1Image, tuple[int, int, int]]:

@@ -17,7 +17,7 @@ import nibabel as nib
 import numpy as np
 
 from napari_acs.io import BratsInputError, parse_name
-from napari_acs.io.case import AFFINE_TOLERANCE_MM, label_values
+from napari_acs.io.case import AFFINE_TOLERANCE_MM, affine_difference, label_values, walk_folders
 from napari_acs.io.nifti import open_nifti
 from napari_acs.metrics.brats import brats_metrics
 from napari_acs.metrics.lesionwise import LESION_METRICS, LesionParams, get_challenge
@@ -37,9 +37,10 @@ class SegFile:
 
 
 def _seg_files(folder: Path) -> dict[str, SegFile]:
-    """Segmentation files under ``folder`` (any depth) by case id."""
+    """Segmentation files under ``folder`` (any depth, symlinked folders followed) by case id."""
     found: dict[str, SegFile] = {}
-    for path in sorted(folder.rglob("*seg.nii*")):
+    paths = sorted(sub / name for sub, _, names in walk_folders(folder) for name in names) if folder.is_dir() else []
+    for path in paths:
         name = parse_name(path.name)
         if name is None or name.kind != "seg":
             continue
@@ -86,7 +87,8 @@ def evaluate_folders(
         if not np.allclose(p_aff, r_aff, atol=AFFINE_TOLERANCE_MM):
             diff = float(np.abs(p_aff - r_aff).max())
             raise BratsInputError(pred.path, f"affine differs from the reference {ref.path} by {diff:.4g} mm "
-                                             f"(same shape {p.shape}; tolerance {AFFINE_TOLERANCE_MM} mm)")
+                                             f"(tolerance {AFFINE_TOLERANCE_MM} mm): "
+                                             f"{affine_difference(p_aff, r_aff, ('the prediction', 'the reference'))}")
         spacing = nib.affines.voxel_sizes(r_aff)
         metrics = brats_metrics(p, r, spacing, convention=pred.convention, ref_convention=ref.convention,
                                 challenge=params)

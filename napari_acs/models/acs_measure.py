@@ -19,7 +19,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from napari_acs.io.files import atomic_write_text, remove_stale_temporaries
 from napari_acs.models.acs_paths import DENSE_MAX_K, ACSPaths, layer_shape
 from napari_acs.models.cpu_info import cpu_model
 
@@ -193,15 +193,9 @@ def _write_disk(entries: dict[str, str]) -> None:
     folder = cache_dir()
     if folder is None:
         return
-    temporary = None
-    try:
+    with contextlib.suppress(OSError):  # a cache: a read-only or full disk only costs a measurement
         folder.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(folder)  # what a killed process left
         merged = {**_read_disk(), **entries}
-        with tempfile.NamedTemporaryFile("w", dir=folder, prefix=".acs_paths_", suffix=".tmp", delete=False) as f:
-            temporary = f.name
-            json.dump({"version": CACHE_VERSION, "paths": merged}, f, indent=0, sort_keys=True)
-        os.replace(temporary, folder / CACHE_FILE)
-    except OSError:
-        if temporary is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
+        atomic_write_text(folder / CACHE_FILE, json.dumps({"version": CACHE_VERSION, "paths": merged},
+                                                          indent=0, sort_keys=True))

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import Tensor, nn
 
 import napari_acs
@@ -83,8 +83,11 @@ def save_checkpoint(
         for key, value in model.state_dict().items()
     }
     path.parent.mkdir(parents=True, exist_ok=True)
+    # serialised in memory, then written by Python: a full or read-only disk is an OSError
+    # (a WriteError naming ``path``), not a SafetensorError from the Rust writer
+    data = save(tensors, metadata=metadata)
     with atomic_path(path, overwrite=overwrite) as tmp:
-        save_file(tensors, tmp, metadata=metadata)
+        tmp.write_bytes(data)
     return path
 
 
@@ -192,25 +195,33 @@ def _load_legacy(path: Path) -> tuple[dict[str, Tensor], dict]:
     return dict(state), _parse_header(obj[METADATA_KEY], path)
 
 
-def load_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict]:
+def load_checkpoint(path: str | Path, *, check_schema: bool = True) -> tuple[dict[str, Tensor], dict]:
     """Read a checkpoint without building a model.
 
     Returns:
         ``(state_dict, header)``: CPU tensors, and the parsed metadata object with
         ``"format_version"``, ``"create_model"`` (rebuild kwargs) and ``"meta"``.
 
+    ``check_schema`` (default) also checks the ``create_model`` object against what a
+    napari-acs model can be (names, channels, class counts), so that whoever reads the
+    header (a model card, a fine-tuning start) refuses a forged one as ``load_model`` does.
+
     Raises:
         CheckpointError: missing, corrupt or unsafe file, no or bad metadata,
-            unsupported ``format_version`` or file type.
+            unsupported ``format_version`` or file type, rebuild arguments out of schema.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     if path.suffix == ".safetensors":
-        return _load_safetensors(path)
-    if path.suffix in LEGACY_SUFFIXES:
-        return _load_legacy(path)
-    raise CheckpointError(f"{path}: unknown checkpoint type; expected .safetensors, .pth or .pt")
+        state, header = _load_safetensors(path)
+    elif path.suffix in LEGACY_SUFFIXES:
+        state, header = _load_legacy(path)
+    else:
+        raise CheckpointError(f"{path}: unknown checkpoint type; expected .safetensors, .pth or .pt")
+    if check_schema:
+        _check_create_kwargs(header["create_model"], path)
+    return state, header
 
 
 def load_model(
@@ -231,7 +242,7 @@ def load_model(
         The model in eval mode, with ``checkpoint_meta`` (the ``meta`` dict) and
         ``create_kwargs`` attributes.
     """
-    state, header = load_checkpoint(path)
+    state, header = load_checkpoint(path, check_schema=build is None)  # a custom build checks its own
     bad = [key for key, value in state.items() if value.is_floating_point() and not torch.isfinite(value).all()]
     if bad:
         raise CheckpointError(f"{path}: weights {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} hold NaN "
@@ -240,7 +251,6 @@ def load_model(
     if build is None:
         from napari_acs.models.factory import create_model as build
 
-        _check_create_kwargs(create_kwargs, Path(path))
         # the weights come from this file: a path in the metadata is never opened
         create_kwargs = {**create_kwargs, "pretrained": False}
     try:

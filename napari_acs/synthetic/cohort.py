@@ -15,7 +15,7 @@ import nibabel as nib
 import numpy as np
 
 from napari_acs.io.case import MODALITIES, SEG, SEPARATORS
-from napari_acs.io.files import atomic_folder, atomic_path, refuse_existing
+from napari_acs.io.files import atomic_folder, atomic_path, refuse_existing, remove_stale_temporaries
 from napari_acs.io.labels import get_convention
 from napari_acs.synthetic.phantom import BRATS_SHAPE, synthesize
 
@@ -57,6 +57,7 @@ def make_case(
     named = zip(MODALITIES[case.convention], MODALITIES["brats2021"])
     volumes = {**{name: case.images[modality] for name, modality in named}, SEG: case.seg}
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out_dir)  # case folders half-written by a killed run
     # zlib releases the GIL: the five files compress in parallel.
     with atomic_folder(target, overwrite=overwrite) as folder, ThreadPoolExecutor(len(names)) as pool:
         for write in [pool.submit(_write_nifti, volumes[k], case.affine, folder / n) for k, n in names.items()]:

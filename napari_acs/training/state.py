@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from napari_acs.io.files import atomic_path, atomic_write_text
+from napari_acs.io.files import atomic_path, atomic_write_text, remove_stale_temporaries, writable_folder
 from napari_acs.training.config import RESUMABLE_CHANGES, FinetuneConfig
 
 STATE_FILE = "training_state.pt"
@@ -44,8 +44,10 @@ class TrainingStateError(ValueError):
 def save_state(out_dir: Path, state: dict[str, Any]) -> Path:
     """Write ``training_state.pt`` atomically (``state`` holds tensors and plain values only)."""
     path = Path(out_dir) / STATE_FILE
+    buffer = io.BytesIO()  # serialised in memory, written by Python: a full disk is an OSError
+    torch.save({"format": STATE_FORMAT, "version": STATE_VERSION, **state}, buffer)
     with atomic_path(path, overwrite=True) as tmp:
-        torch.save({"format": STATE_FORMAT, "version": STATE_VERSION, **state}, tmp)
+        tmp.write_bytes(buffer.getbuffer())
     return path
 
 
@@ -84,8 +86,12 @@ def prepare_run_folder(config: FinetuneConfig) -> tuple[dict[str, Any] | None, s
     state the run starts from the beginning in an empty folder, and is refused in one
     that holds checkpoints (they are never replaced without ``overwrite``). A resumed run must keep its config
     (except device, workers, resume and overwrite): else ``ValueError`` lists the changes.
+    A folder that cannot be written raises :class:`~napari_acs.io.files.WriteError` first;
+    temporary files that killed runs left there are removed.
     """
     out = config.out_dir
+    writable_folder(out)  # read-only, not a folder...: refused now, not after the cohort is loaded
+    remove_stale_temporaries(out)  # what killed runs left (of processes now gone)
     state_path = out / STATE_FILE
     if config.resume and state_path.is_file():
         state = load_state(out)
@@ -109,7 +115,6 @@ def prepare_run_folder(config: FinetuneConfig) -> tuple[dict[str, Any] | None, s
         )
     for name in existing:
         (out / name).unlink()
-    out.mkdir(parents=True, exist_ok=True)
     message = f"no saved state in {out}: starting at epoch 1" if config.resume else f"starting a new run in {out}"
     return None, message
 

@@ -2,7 +2,7 @@
 
 The rules on made-up metadata and volumes; then a forged checkpoint (the demo model with a
 recorded validation Dice of 0.007 and a head that paints the whole brain, saved with
-napari_acs.models.checkpoint's own writer) through the real widget.
+napari_acs.models.checkpoint's own writer) through the real widget and ``napari-acs segment``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from napari_acs.inference.plausibility import (
     worst_level,
 )
 from napari_acs.io.sample import sample_case_path
+from tests.test_cli import run
 from tests.test_widgets import dock, open_case, shoot
 
 POOR_DICE = {"val_dice_WT": 0.012, "val_dice_TC": 0.006, "val_dice_ET": 0.003, "val_dice_mean": 0.007}
@@ -134,3 +135,20 @@ def test_segment_widget_warns_of_a_poor_model_and_an_implausible_result(
     assert [c.level for c in widget.result.concerns] == ["error", "error"]
     shoot(viewer, qtbot, screenshots_dir / "segment_poor_model.png")
 
+
+def test_cli_segment_warns_of_a_poor_model_and_an_implausible_result(tmp_path: Path, forged_checkpoint: Path) -> None:
+    out = tmp_path / "preds"
+    result = run("segment", str(sample_case_path()), "--out", str(out), "--checkpoint", str(forged_checkpoint),
+                 "--device", "cpu", "--no-progress")
+    assert result.returncode == 0, result.stderr  # written: a warning, not a failure
+    lines = result.stderr.splitlines()
+    poor = [line for line in lines if "Poor model" in line]
+    assert len(poor) == 1 and poor[0].startswith("model warning: ") and "0.007" in poor[0]
+    implausible = [line for line in lines if "Implausible result" in line]
+    assert len(implausible) == 1 and implausible[0].startswith("warning: BraTS2021_00000: ")
+    assert any(out.glob("*seg.nii.gz"))
+    assert "Implausible result" in (out / "volumes.csv").read_text()  # in the case's row too
+
+    demo = run("segment", str(sample_case_path()), "--out", str(tmp_path / "demo"), "--device", "cpu", "--no-progress")
+    assert demo.returncode == 0, demo.stderr
+    assert not [line for line in demo.stderr.splitlines() if "warning: " in line], demo.stderr

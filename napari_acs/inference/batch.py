@@ -22,6 +22,7 @@ import numpy as np
 from torch import nn
 
 from napari_acs.inference.engine import Segmenter
+from napari_acs.inference.plausibility import brain_volume_ml, volume_concerns
 from napari_acs.io import BratsInputError, default_seg_name, find_case_files, find_cases, load_case, save_segmentation
 from napari_acs.io.case import SEPARATORS
 from napari_acs.io.files import atomic_write_text, remove_stale_temporaries, writable_folder
@@ -276,6 +277,9 @@ def _write(result: CaseResult, labels, case, target: Path, overwrite: bool, star
     try:
         result.output = save_segmentation(labels, case, target, overwrite=overwrite)
         result.volumes_ml = volumes_ml(labels, case.spacing, case.convention)
+        # an implausible result (a model painting the brain) is a warning of its case
+        concerns = volume_concerns(result.volumes_ml, brain_volume_ml(case.image, case.spacing))
+        result.warnings += [f"{case.case_id}: {concern.text}" for concern in concerns]
     except (BratsInputError, OSError) as exc:
         result.error = str(exc) if isinstance(exc, BratsInputError) else f"{target}: cannot write: {exc.strerror or exc}"
     result.seconds = time.perf_counter() - start

@@ -61,6 +61,7 @@ def run_segment(args: argparse.Namespace) -> int:
     """Segment the inputs (this process's share under torchrun); print the table; 1 if any case failed."""
     from napari_acs.inference.batch import OutputFolderBusy, source_name
     from napari_acs.inference.engine import Segmenter
+    from napari_acs.inference.plausibility import model_concerns
     from napari_acs.inference.shard import rank_and_world, segment_sharded
     from napari_acs.io import BratsInputError
     from napari_acs.io.sequences import missing_sequences, missing_warning
@@ -79,6 +80,8 @@ def run_segment(args: argparse.Namespace) -> int:
         described.append(selected.description)
         if rank == 0:
             print(f"model: {selected.description}", file=sys.stderr)
+            for concern in model_concerns(getattr(selected.model, "checkpoint_meta", None)):
+                print(f"model warning: {concern.text}", file=sys.stderr)  # a poorly scored model says so
         return engine
 
     inputs: list = list(args.inputs)

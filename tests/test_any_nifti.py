@@ -147,6 +147,7 @@ def test_a_brats_case_keeps_its_reader_and_layers_line_up_with_plain_files(
     assert tuple(plain[1]["translate"]) == pytest.approx(tuple(case_layers[3].translate))
     assert tuple(plain[1]["scale"]) == pytest.approx(tuple(case_layers[3].scale))
     assert np.array_equal(plain[0], case_layers[3].data)
+    assert plain[1]["metadata"]["modality"] == "FLAIR"  # from the name: FLAIR's window presets apply
 
 
 def test_files_it_cannot_read_are_declined(tmp_path: Path) -> None:
@@ -414,6 +415,7 @@ def test_a_plain_named_scan_is_shown_like_a_case(make_napari_viewer, qtbot, tmp_
     case_layers = read_case(str(sample))
     t1ce = next(data for data in case_layers if data[1]["name"].endswith(" T1ce"))
     assert layer.name == "scan" and np.array_equal(layer.data, t1ce[0])
+    assert "modality" not in layer.metadata  # "scan" names no sequence
     assert tuple(layer.translate) == pytest.approx(tuple(t1ce[1]["translate"]))
     assert tuple(layer.scale) == pytest.approx(tuple(t1ce[1]["scale"]))
     viewer.window.show()

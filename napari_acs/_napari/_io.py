@@ -31,6 +31,7 @@ from napari_acs._napari._layers import (
     to_display,
 )
 from napari_acs.io.case import find_case_files
+from napari_acs.io.sequences import SEQUENCE_LABELS, guess_sequence
 from napari_acs.io.volume import check_volume_file
 
 LayerData = list[tuple]
@@ -116,7 +117,9 @@ def volume_layer_data(volume: Any) -> LayerData:
 
     Display order, ``scale`` (mm) and ``translate`` as for a case's layers; a 4D volume
     ``(X, Y, Z, T)`` becomes ``(T, Z, Y', X')`` with a unit step along T. The metadata
-    keep the file, its canonical affine and spacing (no case: a single file is not one).
+    keep the file, its canonical affine and spacing (no case: a single file is not one) and,
+    when the file's name says it (:func:`~napari_acs.io.sequences.guess_sequence`), its
+    sequence as ``"modality"`` (``"FLAIR"``...), as a case's layers have it.
     """
     data = np.moveaxis(volume.data, 3, 0) if volume.data.ndim == 4 else volume.data
     scale, translate = display_scale(volume.spacing), display_translate(volume.affine, volume.shape)
@@ -124,9 +127,13 @@ def volume_layer_data(volume: Any) -> LayerData:
         scale, translate = (1.0, *scale), (0.0, *translate)
     meta = {"file": str(volume.path), "affine": np.asarray(volume.affine), "spacing": tuple(volume.spacing),
             "volumes": volume.volumes}
+    metadata: dict = {METADATA_KEY: meta}
+    sequence = guess_sequence(volume.path)
+    if sequence is not None:  # the window presets of that sequence (napari_acs.io.window)
+        metadata["modality"] = SEQUENCE_LABELS[sequence]
     return [(to_display(data), {"name": volume.name, "scale": scale, "translate": translate,
                                 "contrast_limits": contrast_limits(volume.data), "colormap": "gray",
-                                "metadata": {METADATA_KEY: meta}}, "image")]
+                                "metadata": metadata}, "image")]
 
 
 def sample_case() -> LayerData:

@@ -264,7 +264,7 @@ def test_report_command_writes_png_and_pdf(tmp_path) -> None:
     seg = next(folder.glob("*_seg.nii.gz"))
     for name in ("r.png", "r.pdf"):
         code, stdout, stderr = run("report", str(folder), "--seg", str(seg), "--out", str(tmp_path / name),
-                                   "--model", str(demo_checkpoint_path()))
+                                   "--model", str(demo_checkpoint_path()), "--uncertainty", "0.25")
         assert code == 0, stderr
         assert f"wrote {tmp_path / name}" in stdout
     assert Image.open(tmp_path / "r.png").size == pytest.approx((PAGE_IN[0] * PNG_DPI, PAGE_IN[1] * PNG_DPI), abs=1)
@@ -293,6 +293,7 @@ def test_report_command_errors_are_one_line_naming_the_file(tmp_path) -> None:
         (("report", str(case_dir), "--seg", str(seg), "--out", str(tmp_path / "r.jpg")), "r.jpg: unknown format"),
         (("report", str(case_dir), "--seg", str(seg), "--out", str(existing)), "old.png: exists and was not replaced"),
         (("report", str(case_dir), "--seg", str(seg), "--out", out, "--model", str(fake_model)), "model.safetensors"),
+        (("report", str(case_dir), "--seg", str(seg), "--out", out, "--uncertainty", "1.5"), "uncertainty score 1.5"),
     ]
     for args, message in cases:
         code, _, stderr = run(*args)

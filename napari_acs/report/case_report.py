@@ -31,7 +31,7 @@ from napari_acs.io.labels import REGIONS, SUB_REGION_COLOURS, SUB_REGION_NAMES, 
 from napari_acs.io.normalize import brain_bbox, brain_mask
 from napari_acs.metrics import CHALLENGES, brats_metrics, volumes_ml
 from napari_acs.report.card import ModelCard
-from napari_acs.report.figures import ReportError, agg_figure, check_destination, save_figure
+from napari_acs.report.figures import ReportError, agg_figure, check_destination, check_uncertainty, save_figure
 
 #: Page size (inches): A4 landscape.
 PAGE_IN = (11.69, 8.27)
@@ -184,6 +184,7 @@ def build_report(
         raise ReportError(f"segmentation shape {labels.shape} differs from case {case.case_id}'s grid {tuple(case.shape)}")
     if reference is not None and np.shape(reference) != tuple(case.shape):
         raise ReportError(f"reference shape {np.shape(reference)} differs from case {case.case_id}'s grid {tuple(case.shape)}")
+    check_uncertainty(uncertainty)
     channel = sequence_channel(sequence)
     spacing = tuple(case.spacing)
     centre = tumour_centre(labels)

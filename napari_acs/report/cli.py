@@ -1,4 +1,4 @@
-"""``napari-acs report CASE --seg PRED --out report.png|pdf [--model CHECKPOINT]``.
+"""``napari-acs report CASE --seg PRED --out report.png|pdf [--model CHECKPOINT] [--uncertainty SCORE]``.
 
 Everything that can be checked before the work is checked first (output suffix, an existing
 output, the files given), and each refusal is one line naming the file.
@@ -30,6 +30,9 @@ def add_report_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="the sequence under the overlay (default FLAIR)")
     report.add_argument("--challenge", choices=("GLI", "SSA", "MEN", "PED", "MET"), default="GLI",
                         help="BraTS 2023 lesion-wise parameters (default GLI)")
+    report.add_argument("--uncertainty", type=float, metavar="SCORE",
+                        help="the case's uncertainty score in [0, 1] (1 = least certain), e.g. from the review "
+                             "cohort, shown in the report")
     report.add_argument("--no-reference", action="store_true",
                         help="ignore the case folder's reference segmentation (volumes only)")
     report.add_argument("--overwrite", action="store_true", help="replace an existing report")
@@ -41,10 +44,11 @@ def run_report(args: argparse.Namespace) -> int:
     """The ``report`` command: load, check, draw, write atomically."""
     from napari_acs.io import BratsInputError, load_case
     from napari_acs.io.segmentation import read_segmentation
-    from napari_acs.report.figures import ReportError, check_destination
+    from napari_acs.report.figures import ReportError, check_destination, check_uncertainty
 
     try:
         check_destination(args.out, overwrite=args.overwrite)  # before any file is read
+        check_uncertainty(args.uncertainty)
         for path, what in ((args.case, "case"), (args.seg, "segmentation"), (args.model, "checkpoint")):
             if path is not None and not Path(path).exists():
                 raise CLIError(f"{path}: {what} not found")
@@ -55,7 +59,7 @@ def run_report(args: argparse.Namespace) -> int:
 
         reference = None if args.no_reference else case.label
         written = write_report(case, labels, args.out, reference=reference, model_card=card,
-                               sequence=args.sequence, challenge=args.challenge, overwrite=args.overwrite)
+                               uncertainty=args.uncertainty, sequence=args.sequence, challenge=args.challenge, overwrite=args.overwrite)
     except (BratsInputError, ReportError, FileExistsError) as exc:
         raise CLIError(str(exc)) from exc
     print(f"wrote {written}" + ("" if reference is not None else " (no reference segmentation: volumes only)"))

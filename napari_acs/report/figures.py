@@ -63,3 +63,9 @@ def save_figure(figure: Figure, path: str | os.PathLike, *, overwrite: bool = Fa
     with atomic_path(path, overwrite=overwrite) as tmp:
         figure.savefig(tmp, format=fmt, dpi=figure.dpi, facecolor=figure.get_facecolor(), metadata=metadata)
     return Path(path)
+
+
+def check_uncertainty(score: float | None) -> None:
+    """Refuse an uncertainty score outside [0, 1] (NaN included); ``None`` means not computed."""
+    if score is not None and not 0.0 <= float(score) <= 1.0:
+        raise ReportError(f"uncertainty score {score!r} is not in [0, 1] (0 = certain, 1 = least certain)")

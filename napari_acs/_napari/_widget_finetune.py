@@ -4,7 +4,8 @@ Calls :func:`napari_acs.training.finetune` in a worker; its ``on_event`` dicts
 (start / step / epoch / warning / end) are posted to the GUI thread, where they
 draw the curves and the log. Stop sets the cancel event: the run saves the
 current model to ``last.safetensors`` and its ``end`` event offers it, in one
-click, to the Segment (or Classify MGMT) widget.
+click, to the Segment (or Classify MGMT) widget. The curves, the log and that offer are a
+:class:`TrainingMonitor`, which the Cohort browser's "Fine-tune on corrections" shows too.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, Signal
 from qtpy.QtGui import QDoubleValidator
 from qtpy.QtWidgets import (
     QComboBox,
@@ -25,7 +26,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_acs._napari._model_choice import BackendInfo, load_backend
-from napari_acs._napari._qt import CurvePlot, PathEdit, error_text
+from napari_acs._napari._qt import CurvePlot, MessageLabel, PathEdit, error_text
 from napari_acs._napari._run_panel import RunPanel
 from napari_acs._napari._workers import StopsJobsWhenClosed, TaskRunner
 
@@ -51,14 +52,117 @@ def run_finetune(settings: dict[str, Any], post: Any, progress: Any, cancel: Any
     return finetune(config, progress=progress, cancel=cancel, on_event=post)
 
 
+class TrainingMonitor(QWidget):
+    """A run's live curves (loss, validation) and log from :func:`napari_acs.training.finetune`'s
+    ``on_event`` dicts (:meth:`on_event`), and "Use in Segment" for the checkpoint it ends with.
+
+    ``checkpoint_ready(Path)`` is emitted when a run ends (finished or stopped) with a checkpoint:
+    the best validated one, else the last.
+    """
+
+    checkpoint_ready = Signal(object)
+
+    def __init__(self, viewer: Any, message: MessageLabel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer, self.message = viewer, message
+        self.checkpoint: Path | None = None
+        self.run_task = "segmentation"
+        self.loss_plot = CurvePlot("Training loss (thin: per step)")
+        self.val_plot = CurvePlot("Validation")
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(2000)
+        self.log.setFixedHeight(90)
+        self.use_button = QPushButton("Use in Segment")
+        self.use_button.setEnabled(False)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.loss_plot, 1)
+        layout.addWidget(self.val_plot, 1)
+        layout.addWidget(self.log)
+        layout.addWidget(self.use_button)
+        self.use_button.clicked.connect(self.use_checkpoint)
+
+    def set_task(self, task: str) -> None:
+        self.use_button.setText(f"Use in {TARGET_WIDGET[task]}")
+
+    def reset(self, task: str, first_line: str) -> None:
+        """A new run of ``task`` starts: empty curves and log, no checkpoint yet."""
+        self.checkpoint = None
+        self.run_task = task
+        self.set_task(task)
+        self.use_button.setEnabled(False)
+        self.loss_plot.clear()
+        self.val_plot.clear()
+        self.log.clear()
+        self.log_line(first_line)
+
+    def cancelled(self) -> None:
+        """The run was stopped (its ``end`` event, if any, has already been shown)."""
+        self.log_line("stopped by the user")
+        if self.checkpoint is None:
+            self.message.show_message("Stopped before the first training step: no checkpoint was written.", "warning")
+
+    def log_line(self, line: str) -> None:
+        self.log.appendPlainText(line)
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        """Draw one ``on_event`` dict (start / step / epoch / warning / end)."""
+        kind = event.get("event")
+        if kind == "start":
+            self.loss_plot.x_max = self.val_plot.x_max = event["epochs"]
+            self.log_line(f"{len(event['train_ids'])} training and {len(event['val_ids'])} validation cases, "
+                          f"{event['steps_per_epoch']} steps per epoch, epochs {event['start_epoch']}-{event['epochs']}")
+        elif kind == "step":
+            x = event["epoch"] - 1 + event["step"] / event["steps"]
+            self.loss_plot.add_point("loss per step", x, event["loss"], markers=False)
+        elif kind == "epoch":
+            self._epoch_done(event)
+        elif kind == "warning":
+            self.log_line(f"warning: {event['message']}")
+        elif kind == "end":
+            self._run_ended(event)
+
+    def _epoch_done(self, row: dict[str, Any]) -> None:
+        epoch = row["epoch"]
+        self.loss_plot.add_point("train loss", epoch, row["train_loss"])
+        if "val_loss" in row:
+            self.loss_plot.add_point("validation loss", epoch, row["val_loss"])
+        shown = [f"loss {row['train_loss']:.4f}"]
+        for column, name in VALIDATION[self.run_task].items():
+            if row.get(column) is not None:
+                self.val_plot.add_point(name, epoch, row[column])
+                shown.append(f"{name} {row[column]:.3f}")
+        self.log_line(f"epoch {epoch}: " + ", ".join(shown) + (" (best so far)" if row.get("is_best") else ""))
+
+    def _run_ended(self, event: dict[str, Any]) -> None:
+        best, last = event.get("best_checkpoint"), event.get("last_checkpoint")
+        chosen = best if best not in (None, "None") else last  # the best validated model, else the latest
+        if chosen in (None, "None"):
+            self.message.show_message("The run ended before any checkpoint was written.", "warning")
+            return
+        self.checkpoint = Path(chosen)
+        what = "stopped" if event.get("cancelled") else "finished"
+        self.log_line(f"{what} after {event['epochs_completed']} epoch(s); checkpoint {self.checkpoint}")
+        self.message.show_message(f"Run {what}: {self.checkpoint.name} is ready.", "success")
+        self.use_button.setEnabled(True)
+        self.checkpoint_ready.emit(self.checkpoint)
+
+    def use_checkpoint(self) -> Any:
+        """Open (or show) the Segment / Classify MGMT widget with this run's checkpoint chosen."""
+        if self.checkpoint is None:
+            return None
+        _, widget = self.viewer.window.add_plugin_dock_widget("napari-acs", TARGET_WIDGET[self.run_task])
+        widget.choice.choose_checkpoint(self.checkpoint)
+        return widget
+
+
 class FinetuneWidget(StopsJobsWhenClosed, QWidget):
     """Dock widget: fine-tune a preset on a BraTS cohort and watch it learn."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self.checkpoint: Path | None = None
-        self.run_task = "segmentation"
         self.task = QComboBox()
         for text, value in TASKS:
             self.task.addItem(text, value)
@@ -93,14 +197,9 @@ class FinetuneWidget(StopsJobsWhenClosed, QWidget):
         self.start_button, self.stop_button = self.panel.run_button, self.panel.cancel_button
         self.start_button.setEnabled(False)
         self.stop_button.setToolTip("Stops after the current step and saves the model (last.safetensors)")
-        self.loss_plot = CurvePlot("Training loss (thin: per step)")
-        self.val_plot = CurvePlot("Validation")
-        self.log = QPlainTextEdit()
-        self.log.setReadOnly(True)
-        self.log.setMaximumBlockCount(2000)
-        self.log.setFixedHeight(90)
-        self.use_button = QPushButton("Use in Segment")
-        self.use_button.setEnabled(False)
+        self.monitor = TrainingMonitor(self.viewer, self.message)
+        self.loss_plot, self.val_plot = self.monitor.loss_plot, self.monitor.val_plot
+        self.log, self.use_button = self.monitor.log, self.monitor.use_button
 
         rows = (("Task", self.task), ("Cohort", self.cohort), ("Labels CSV", self.labels_csv),
                 ("Preset", self.preset), ("Convolutions", self.conv), ("Epochs", self.epochs),
@@ -111,17 +210,13 @@ class FinetuneWidget(StopsJobsWhenClosed, QWidget):
             self._form.insertRow(row, label, field)
         layout = QVBoxLayout(self)
         layout.addWidget(self.panel)
-        layout.addWidget(self.loss_plot, 1)
-        layout.addWidget(self.val_plot, 1)
-        layout.addWidget(self.log)
-        layout.addWidget(self.use_button)
+        layout.addWidget(self.monitor, 1)
         self.setMinimumWidth(400)
 
         self.task.currentIndexChanged.connect(self._task_changed)
         self.start_button.clicked.connect(lambda: self.start())
-        self.use_button.clicked.connect(self.use_checkpoint)
-        self.runner.posted.connect(self._on_event)
-        self.runner.cancelled.connect(self._cancelled)
+        self.runner.posted.connect(self.monitor.on_event)
+        self.runner.cancelled.connect(self.monitor.cancelled)
         self.runner.stopped.connect(self._idle)
         self.backend = TaskRunner(self)
         self.backend.succeeded.connect(self._backend_ready)
@@ -142,7 +237,7 @@ class FinetuneWidget(StopsJobsWhenClosed, QWidget):
     def _task_changed(self) -> None:
         task = self.task.currentData()
         self._form.setRowVisible(self.labels_csv, task == "classification")
-        self.use_button.setText(f"Use in {TARGET_WIDGET[task]}")
+        self.monitor.set_task(task)
 
     def settings(self) -> dict[str, Any]:
         """The form as :class:`~napari_acs.training.FinetuneConfig` keyword arguments."""
@@ -179,14 +274,8 @@ class FinetuneWidget(StopsJobsWhenClosed, QWidget):
         except ValueError as exc:
             self.message.show_message(error_text(exc), "error")
             return
-        self.checkpoint = None
-        self.run_task = settings["task"]
-        self.use_button.setEnabled(False)
-        self.loss_plot.clear()
-        self.val_plot.clear()
-        self.log.clear()
         what = f"{settings['model']} ({settings['conv'].upper()}) for {settings['task']} on {settings['cohort']}"
-        self._log(f"fine-tuning {what}")
+        self.monitor.reset(settings["task"], f"fine-tuning {what}")
         post = self.runner.post
         self.panel.start(lambda progress, cancel: run_finetune(settings, post, progress, cancel), f"Fine-tuning {what}…")
 
@@ -198,62 +287,19 @@ class FinetuneWidget(StopsJobsWhenClosed, QWidget):
         """Process events until the run has stopped (scripts and tests)."""
         return self.panel.wait(timeout)
 
-    def _cancelled(self) -> None:
-        self._log("stopped by the user")
-        if self.checkpoint is None:
-            self.message.show_message("Stopped before the first training step: no checkpoint was written.", "warning")
+    @property
+    def checkpoint(self) -> Path | None:
+        """The checkpoint of the last run (None before it has written one)."""
+        return self.monitor.checkpoint
+
+    @property
+    def run_task(self) -> str:
+        return self.monitor.run_task
 
     def _idle(self) -> None:
         self.start_button.setEnabled(True)
         self.panel.progress.setFormat("idle" if self.checkpoint is None else "done")
 
-    def _log(self, line: str) -> None:
-        self.log.appendPlainText(line)
-
-    def _on_event(self, event: dict[str, Any]) -> None:
-        kind = event.get("event")
-        if kind == "start":
-            self.loss_plot.x_max = self.val_plot.x_max = event["epochs"]
-            self._log(f"{len(event['train_ids'])} training and {len(event['val_ids'])} validation cases, "
-                      f"{event['steps_per_epoch']} steps per epoch, epochs {event['start_epoch']}-{event['epochs']}")
-        elif kind == "step":
-            x = event["epoch"] - 1 + event["step"] / event["steps"]
-            self.loss_plot.add_point("loss per step", x, event["loss"], markers=False)
-        elif kind == "epoch":
-            self._epoch_done(event)
-        elif kind == "warning":
-            self._log(f"warning: {event['message']}")
-        elif kind == "end":
-            self._run_ended(event)
-
-    def _epoch_done(self, row: dict[str, Any]) -> None:
-        epoch = row["epoch"]
-        self.loss_plot.add_point("train loss", epoch, row["train_loss"])
-        if "val_loss" in row:
-            self.loss_plot.add_point("validation loss", epoch, row["val_loss"])
-        shown = [f"loss {row['train_loss']:.4f}"]
-        for column, name in VALIDATION[self.run_task].items():
-            if row.get(column) is not None:
-                self.val_plot.add_point(name, epoch, row[column])
-                shown.append(f"{name} {row[column]:.3f}")
-        self._log(f"epoch {epoch}: " + ", ".join(shown) + (" (best so far)" if row.get("is_best") else ""))
-
-    def _run_ended(self, event: dict[str, Any]) -> None:
-        best, last = event.get("best_checkpoint"), event.get("last_checkpoint")
-        chosen = best if best not in (None, "None") else last  # the best validated model, else the latest
-        if chosen in (None, "None"):
-            self.message.show_message("The run ended before any checkpoint was written.", "warning")
-            return
-        self.checkpoint = Path(chosen)
-        what = "stopped" if event.get("cancelled") else "finished"
-        self._log(f"{what} after {event['epochs_completed']} epoch(s); checkpoint {self.checkpoint}")
-        self.message.show_message(f"Run {what}: {self.checkpoint.name} is ready.", "success")
-        self.use_button.setEnabled(True)
-
     def use_checkpoint(self) -> Any:
         """Open (or show) the Segment / Classify MGMT widget with this run's checkpoint chosen."""
-        if self.checkpoint is None:
-            return None
-        _, widget = self.viewer.window.add_plugin_dock_widget("napari-acs", TARGET_WIDGET[self.run_task])
-        widget.choice.choose_checkpoint(self.checkpoint)
-        return widget
+        return self.monitor.use_checkpoint()

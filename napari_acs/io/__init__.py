@@ -34,7 +34,7 @@ from napari_acs.io.labels import (
 from napari_acs.io.normalize import brain_bbox, brain_mask, zscore_in_mask
 from napari_acs.io.sequences import SEQUENCES, assign_sequences, guess_sequence
 from napari_acs.io.volume import NiftiVolume, load_volume
-from napari_acs.io.writer import default_seg_name, save_segmentation
+from napari_acs.io.writer import default_seg_name, save_map, save_segmentation
 
 __all__ = [
     "CONVENTIONS",
@@ -68,6 +68,7 @@ __all__ = [
     "load_volume",
     "parse_name",
     "regions_to_labels",
+    "save_map",
     "save_segmentation",
     "unknown_label_values",
     "zscore_in_mask",

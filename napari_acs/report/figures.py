@@ -13,7 +13,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from napari_acs.io.files import atomic_path
+from napari_acs.io.files import WriteError, atomic_path, check_writable_file
 
 #: File formats by suffix.
 FORMATS = {".png": "png", ".pdf": "pdf"}
@@ -40,15 +40,15 @@ def figure_format(path: str | os.PathLike) -> str:
 
 def check_destination(path: str | os.PathLike, *, overwrite: bool = False) -> str:
     """Refuse what would fail only after the drawing: an unknown suffix, an existing file (unless
-    ``overwrite``), a folder, a missing parent folder. Returns the format (``"png"``/``"pdf"``)."""
-    path = Path(path)
+    ``overwrite``), a folder, a missing or read-only folder
+    (:func:`napari_acs.io.files.check_writable_file`). Returns the format (``"png"``/``"pdf"``)."""
     fmt = figure_format(path)
-    if path.is_dir():
-        raise ReportError(f"{path}: is a folder; give a file name ending in .png or .pdf")
-    if path.exists() and not overwrite:
+    if Path(path).is_file() and not overwrite:
         raise ReportError(f"{path}: exists and was not replaced; pass --overwrite (overwrite=True) to replace it")
-    if not path.parent.is_dir():
-        raise ReportError(f"{path}: the folder {path.parent} does not exist")
+    try:
+        check_writable_file(path, overwrite=overwrite)
+    except (WriteError, FileExistsError) as exc:
+        raise ReportError(str(exc)) from exc
     return fmt
 
 

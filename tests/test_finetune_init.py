@@ -18,12 +18,7 @@ TINY = {"model": "tf_efficientnet_lite0", "patch_size": 32, "batch_size": 2, "ep
         "val_fraction": 0, "device": "cpu", "augment": False}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

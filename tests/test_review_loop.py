@@ -16,12 +16,7 @@ from napari_acs.review import ReviewCohort, finetune_on_corrections
 from napari_acs.synthetic import make_cohort
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _wt_dice(checkpoint, folders) -> float:

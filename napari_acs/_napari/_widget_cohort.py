@@ -74,7 +74,9 @@ STATUS_ORDER = {"new": 0, "segmented": 1, "reviewed": 2, "corrected": 3}
 STATUS_COLOURS = {"new": "#999999", "segmented": "#56b4e9", "reviewed": "#009e73", "corrected": "#e69f00"}
 NEXT_KEY, PREVIOUS_KEY = "PageDown", "PageUp"
 REFERENCE_CONTOUR = 1  # the reference drawn as outlines (px) under the filled prediction
-PREDICTION_OPACITY = 0.5
+PREDICTION_OPACITY = 0.6
+#: Added over the images: low enough that the anatomy under a broadly unsure map stays readable.
+UNCERTAINTY_OPACITY = 0.5
 UNCERTAINTY_COLORMAP = "inferno"
 NO_CHECKPOINT = ("Fine-tuning on corrections starts from a trained model: choose the demo model or a "
                  "checkpoint file (not an untrained preset).")
@@ -110,7 +112,7 @@ def read_case(review: ReviewCohort, case_id: str, show_uncertainty: bool, progre
     if uncertainty is not None:
         layers.insert(-1 if case.label is not None else len(layers), Image(
             to_display(uncertainty), name=f"{case_id} uncertainty", colormap=UNCERTAINTY_COLORMAP,
-            blending="additive", contrast_limits=(0.0, 1.0), opacity=0.8, visible=show_uncertainty,
+            blending="additive", contrast_limits=(0.0, 1.0), opacity=UNCERTAINTY_OPACITY, visible=show_uncertainty,
             metadata=case_metadata(case), scale=layers[0].scale, translate=layers[0].translate))
     if labels is not None:
         layers.append(Labels(to_display(labels.copy()), **{**labels_layer_kwargs(case, prediction_name(case)),
@@ -173,8 +175,8 @@ class CaseTable(QTableWidget):
         self.verticalHeader().setDefaultSectionSize(22)
         header = self.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(CASE, QHeaderView.ResizeMode.Stretch)
-        self.setAlternatingRowColors(True)
+        header.setStretchLastSection(True)
+        self.setStyleSheet("QTableView::item { padding: 0px 3px; }")  # nine columns in a dock
         self.setMinimumHeight(220)
 
     def set_entries(self, entries: list[CaseEntry]) -> None:
@@ -273,14 +275,18 @@ class CohortBrowserWidget(StopsJobsWhenClosed, QWidget):
         self.panel = RunPanel("Segment all", "Cancelled: the cases done so far are kept.")
         self.device = self.panel.device
         self.tta = QCheckBox("TTA (8 flips, better uncertainty, 8× slower)")
-        self.redo = QCheckBox("Segment again the cases already segmented (e.g. with a new model)")
+        self.redo = QCheckBox("Redo the cases already segmented")
+        self.redo.setToolTip("Segment every case again (after fine-tuning: re-rank the cohort with the new model); "
+                             "accepted corrections are kept")
         self.panel.add_option(self.tta)
         self.panel.add_option(self.redo)
         self.segment_button = self.panel.run_button
         self.segment_button.setEnabled(False)
 
         # fine-tune on corrections: the Fine-tune widget's curves and log
-        self.include_references = QCheckBox("Also the cases that came with a reference segmentation")
+        self.include_references = QCheckBox("Also cases with their own reference")
+        self.include_references.setToolTip("Besides the accepted cases, train on the cases that came with a "
+                                           "reference segmentation")
         self.epochs = QSpinBox()
         self.epochs.setRange(1, 1000)
         self.epochs.setValue(1)
@@ -301,6 +307,7 @@ class CohortBrowserWidget(StopsJobsWhenClosed, QWidget):
         self.train_button.setEnabled(False)
         self.train_panel.cancel_button.setToolTip("Stops after the current step and saves the model")
         self.monitor = TrainingMonitor(self.viewer, self.train_panel.message)
+        self.monitor.val_plot.hide()  # every accepted case is trained on: no validation split
         for label, field in (("Train on", self.include_references), ("Epochs", self.epochs),
                              ("Steps per epoch", self.steps), ("Patch size", self.patch)):
             self.train_panel.add_option(label, field)
@@ -319,6 +326,9 @@ class CohortBrowserWidget(StopsJobsWhenClosed, QWidget):
         self.segment_button.clicked.connect(lambda: self.segment_all())
         self.panel.runner.posted.connect(self._case_segmented)
         self.panel.runner.stopped.connect(self._segment_all_stopped)
+        self.panel.runner.succeeded.connect(lambda done: self.panel.message.show_message(
+            f"{len(done)} case(s) segmented; the table is in review-first order (most uncertain on top).",
+            "success"))
         self.train_button.clicked.connect(lambda: self.finetune())
         self.train_panel.runner.posted.connect(self.monitor.on_event)
         self.train_panel.runner.cancelled.connect(self.monitor.cancelled)
@@ -355,7 +365,7 @@ class CohortBrowserWidget(StopsJobsWhenClosed, QWidget):
         layout.addLayout(steps)
         layout.addWidget(self.message)
         layout.addWidget(group_box("Model and training", self.tabs), 2)
-        self.setMinimumWidth(520)
+        self.setMinimumWidth(600)
 
     def _bind_keys(self) -> None:
         """Next / Previous from the viewer's keyboard (napari's public ``bind_key``; unused keys)."""

@@ -37,13 +37,7 @@ def save_segmentation(
     a temporary name in the same folder and renamed, so it appears whole or not at
     all; an existing file is kept unless ``overwrite``. Returns the path written.
     """
-    path = Path(path)
-    if not path.name.endswith(_SUFFIXES):
-        raise BratsInputError(path, "a segmentation must be saved as .nii.gz or .nii")
-    if not path.parent.is_dir():
-        raise BratsInputError(path, f"the folder {path.parent} does not exist")
-    if path.exists() and not overwrite:
-        raise BratsInputError(path, "file exists; pass overwrite=True to replace it")
+    path = _destination(path, "segmentation", overwrite)
     data = _checked_labels(labels, case, path)
     if convention is not None and get_convention(convention).name != case.convention:
         data = convert_labels(data, case.convention, convention)
@@ -59,18 +53,25 @@ def save_map(volume: np.ndarray, case: BratsCase, path: str | os.PathLike, *, ov
     float32 voxels, no scaling, the source header's geometry; written atomically like
     :func:`save_segmentation`, an existing file kept unless ``overwrite``.
     """
-    path = Path(path)
-    if not path.name.endswith(_SUFFIXES):
-        raise BratsInputError(path, "a map must be saved as .nii.gz or .nii")
-    if not path.parent.is_dir():
-        raise BratsInputError(path, f"the folder {path.parent} does not exist")
-    if path.exists() and not overwrite:
-        raise BratsInputError(path, "file exists; pass overwrite=True to replace it")
+    path = _destination(path, "map", overwrite)
     volume = np.asarray(volume, dtype=np.float32)
     spatial = volume if volume.ndim == 3 else np.moveaxis(volume, 0, -1)
     if volume.ndim not in (3, 4) or spatial.shape[:3] != case.shape:
         raise BratsInputError(path, f"map shape {volume.shape} does not match the case shape {case.shape}")
     _atomic_save(_source_image(np.asarray(case.source.to_source(spatial)), case), path, overwrite)
+    return path
+
+
+def _destination(path: str | os.PathLike, what: str, overwrite: bool) -> Path:
+    """``path`` as a Path after the checks every writer here makes: a NIfTI suffix, an
+    existing folder, no file there unless ``overwrite``."""
+    path = Path(path)
+    if not path.name.endswith(_SUFFIXES):
+        raise BratsInputError(path, f"a {what} must be saved as .nii.gz or .nii")
+    if not path.parent.is_dir():
+        raise BratsInputError(path, f"the folder {path.parent} does not exist")
+    if path.exists() and not overwrite:
+        raise BratsInputError(path, "file exists; pass overwrite=True to replace it")
     return path
 
 

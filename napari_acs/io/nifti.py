@@ -10,9 +10,11 @@ is refused. Every refusal is a :class:`~napari_acs.io.BratsInputError` naming th
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import math
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import nibabel as nib
@@ -114,13 +116,26 @@ def check_header(header: nib.Nifti1Header, path: Path, expected_shape: tuple[int
     return shape3, offset + voxels * dtype.itemsize
 
 
+@contextlib.contextmanager
+def _read_errors(path: Path) -> Iterator[None]:
+    """Whatever reading ``path`` raises, as one :class:`BratsInputError` naming it."""
+    try:
+        yield
+    except BratsInputError:
+        raise
+    except GZIP_ERRORS as exc:
+        raise BratsInputError(path, f"corrupt or truncated gzip file ({type(exc).__name__}: {exc})") from exc
+    except READ_ERRORS as exc:
+        raise BratsInputError(path, f"not a readable NIfTI file ({type(exc).__name__}: {exc})") from exc
+
+
 def read_header(path: str | Path, *, allow_4d: bool = False) -> nib.Nifti1Header:
     """Only the header of a NIfTI file (the first bytes of the file, or of its gzip stream),
     checked like :func:`check_header`; nothing else is read or decompressed. A ``.nii`` file
     shorter than its header says is refused here too. Cheap enough for a reader deciding
     whether a file is its own."""
     path = Path(path)
-    try:
+    with _read_errors(path):
         with open(path, "rb") as stream:
             first = stream.read(64 * 1024)  # a gzip stream's header bytes come from its first few KiB
         if path.name.endswith(".gz"):
@@ -132,12 +147,6 @@ def read_header(path: str | Path, *, allow_4d: bool = False) -> nib.Nifti1Header
         if not path.name.endswith(".gz") and path.stat().st_size < size:
             raise BratsInputError(path, f"is {path.stat().st_size:,} bytes but its header needs {size:,}: truncated file")
         return header
-    except BratsInputError:
-        raise
-    except GZIP_ERRORS as exc:
-        raise BratsInputError(path, f"corrupt or truncated gzip file ({type(exc).__name__}: {exc})") from exc
-    except READ_ERRORS as exc:
-        raise BratsInputError(path, f"not a readable NIfTI file ({type(exc).__name__}: {exc})") from exc
 
 
 def open_nifti(path: str | Path, *, expected_shape: tuple[int, int, int] | None = None, allow_4d: bool = False
@@ -146,7 +155,7 @@ def open_nifti(path: str | Path, *, expected_shape: tuple[int, int, int] | None 
     after the header checks of :func:`check_header` (``allow_4d``: a 4D file too); a ``.gz``
     is decompressed to at most its stated size and its CRC checked."""
     path = Path(path)
-    try:
+    with _read_errors(path):
         if path.name.endswith(".gz"):
             return _open_gzip(path, expected_shape, allow_4d)
         with open(path, "rb") as stream:
@@ -156,12 +165,6 @@ def open_nifti(path: str | Path, *, expected_shape: tuple[int, int, int] | None 
         if actual < size:
             raise BratsInputError(path, f"is {actual:,} bytes but its header needs {size:,}: truncated file")
         return nib.load(path), shape
-    except BratsInputError:
-        raise
-    except GZIP_ERRORS as exc:
-        raise BratsInputError(path, f"corrupt or truncated gzip file ({type(exc).__name__}: {exc})") from exc
-    except READ_ERRORS as exc:
-        raise BratsInputError(path, f"not a readable NIfTI file ({type(exc).__name__}: {exc})") from exc
 
 
 def _open_gzip(path: Path, expected_shape: tuple[int, int, int] | None, allow_4d: bool = False

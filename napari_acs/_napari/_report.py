@@ -47,12 +47,13 @@ def shown_sequence(viewer: Any, case: Any) -> str:
     ``case``, else the top-most visible one's, else FLAIR."""
     from napari.layers import Image
 
-    from napari_acs.report.case_report import DEFAULT_SEQUENCE, SEQUENCE_ALIASES
+    from napari_acs.io.window import sequence_name
+    from napari_acs.report.case_report import DEFAULT_SEQUENCE
 
     for layer in (viewer.layers.selection.active, *reversed(list(viewer.layers))):
         if isinstance(layer, Image) and layer.visible and layer_case(layer) is case:
             modality = str((layer.metadata or {}).get("modality", ""))
-            if modality.lower() in SEQUENCE_ALIASES:
+            if sequence_name(modality):
                 return modality
     return DEFAULT_SEQUENCE
 

@@ -29,6 +29,7 @@ from matplotlib.patches import Patch
 import napari_acs
 from napari_acs.io.labels import REGIONS, SUB_REGION_COLOURS, SUB_REGION_NAMES, get_convention
 from napari_acs.io.normalize import brain_bbox, brain_mask
+from napari_acs.io.window import AUTO_BRAIN, sequence_name, window_presets
 from napari_acs.metrics import CHALLENGES, brats_metrics, volumes_ml
 from napari_acs.report.card import ModelCard
 from napari_acs.report.figures import ReportError, agg_figure, check_destination, check_uncertainty, save_figure
@@ -39,9 +40,6 @@ PAGE_IN = (11.69, 8.27)
 PNG_DPI = 150
 #: Display names of the image channels (the viewer's layer names), in channel order.
 SEQUENCES = ("T1", "T1ce", "T2", "FLAIR")
-#: Other names accepted for a sequence (BraTS 2023 file names).
-SEQUENCE_ALIASES = {"t1n": "T1", "t1c": "T1ce", "t1ce": "T1ce", "t2w": "T2", "t2f": "FLAIR", "t1": "T1",
-                    "t2": "T2", "flair": "FLAIR"}
 DEFAULT_SEQUENCE = "FLAIR"
 #: Opacity of the label overlay (as the viewer's Labels layers).
 OVERLAY_OPACITY = 0.6
@@ -71,7 +69,7 @@ class Slice:
 
 def sequence_channel(sequence: str) -> int:
     """Channel of ``sequence`` (``"FLAIR"``, ``"T1ce"``/``"T1c"``, ``"t2f"``...) in ``BratsCase.image``."""
-    name = SEQUENCE_ALIASES.get(sequence.lower(), sequence)
+    name = sequence_name(sequence) or sequence
     if name not in SEQUENCES:
         raise ReportError(f"unknown sequence {sequence!r}; choose one of {', '.join(SEQUENCES)}")
     return SEQUENCES.index(name)
@@ -101,15 +99,11 @@ def brain_centre(image: np.ndarray) -> tuple[int, int, int]:
     return tuple((s.start + s.stop - 1) // 2 for s in brain_bbox(mask))
 
 
-def display_window(volume: np.ndarray) -> tuple[float, float]:
-    """Grey-level range (vmin, vmax): the 0.5-99.5 percentiles of the brain (non-zero) voxels,
-    as the viewer's default contrast limits."""
-    sample = volume[::2, ::2, ::2]
-    brain = sample[sample != 0]
-    if brain.size == 0:
-        return 0.0, 1.0
-    low, high = np.percentile(brain, [0.5, 99.5])
-    return float(min(low, 0.0)), float(high if high > low else low + 1.0)
+def display_window(volume: np.ndarray, sequence: str | None = None) -> tuple[float, float]:
+    """Grey-level range (vmin, vmax): the viewer's default "Auto brain" window of ``volume``
+    (``io.window``), with black no brighter than the background (0)."""
+    low, high = window_presets(volume, sequence)[AUTO_BRAIN].limits
+    return min(low, 0.0), high
 
 
 def overlay_rgba(labels: np.ndarray, convention: str, opacity: float = OVERLAY_OPACITY) -> np.ndarray:
@@ -248,7 +242,7 @@ def _header(figure: Figure, case: Any, sequence: str, spacing: Sequence[float],
 def _panels(figure: Figure, case: Any, labels: np.ndarray, channel: int, spacing: Sequence[float],
             centre: tuple[int, int, int] | None) -> None:
     volume = case.image[channel]
-    vmin, vmax = display_window(volume)
+    vmin, vmax = display_window(volume, SEQUENCES[channel])
     slices = report_slices(volume, labels, spacing, case.convention, centre or brain_centre(case.image))
     width = 0.96 / len(slices)
     for i, item in enumerate(slices):

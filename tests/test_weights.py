@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import timm
 import torch
@@ -85,8 +86,11 @@ def _save(state: dict, path: Path) -> Path:
 def test_offline_weights_see_a_cat_and_an_espresso(name: str) -> None:
     model = pretrained_2d(name)
     assert not model.training
-    assert 281 <= _top1(model, data.chelsea()) <= 285  # tabby ... Egyptian cat
-    assert _top1(model, data.coffee()) == 967  # espresso
+    cat, coffee = data.chelsea(), data.coffee()
+    for image in (cat, cat[:, ::-1], cat[40:, 60:-20]):  # as is, mirrored, cropped off-centre
+        assert 281 <= _top1(model, np.ascontiguousarray(image)) <= 285  # tabby ... Egyptian cat
+    for image in (coffee, coffee[:, ::-1], coffee[30:-30, 50:-50]):
+        assert _top1(model, np.ascontiguousarray(image)) == 967  # espresso
 
 
 @pytest.mark.parametrize("name", OFFLINE)
@@ -103,6 +107,11 @@ def test_offline_mapping_is_strict_and_uses_every_file_tensor(name: str) -> None
                                   "blocks.6.0.conv_pwl.weight": "_blocks.15._project_conv.weight",
                                   "bn2.running_var": "_bn1.running_var",
                                   "classifier.weight": "_fc.weight"},
+        **{f"tf_efficientnet_lite{n}": {"conv_stem.weight": "_conv_stem.weight",
+                                         "blocks.1.2.conv_pw.weight": "_blocks.3._expand_conv.weight",
+                                         "blocks.6.0.conv_pwl.weight": "_blocks.20._project_conv.weight",
+                                         "bn2.running_var": "_bn1.running_var",
+                                         "classifier.weight": "_fc.weight"} for n in (1, 2)},
         "mobilenetv2_100": {"conv_stem.weight": "features.0.0.weight",
                             "blocks.0.0.conv_pw.weight": "features.1.conv.1.weight",
                             "blocks.3.3.bn2.running_mean": "features.10.conv.1.1.running_mean",

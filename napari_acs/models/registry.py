@@ -65,6 +65,8 @@ def list_models(pattern: str = "*") -> list[str]:
 for _preset in (
     Preset("tf_efficientnet_lite0", "tf_efficientnet_lite0",
            description="EfficientNet-Lite0 U-Net; the default and the demo model"),
+    Preset("tf_efficientnet_lite1", "tf_efficientnet_lite1", description="EfficientNet-Lite1 U-Net"),
+    Preset("tf_efficientnet_lite2", "tf_efficientnet_lite2", description="EfficientNet-Lite2 U-Net"),
     Preset("mobilenetv2_100", "mobilenetv2_100", description="MobileNetV2 1.0 U-Net"),
     Preset("resnet18", "resnet18", decoder_channels=(256, 128, 64, 32),
            description="ResNet-18 U-Net"),

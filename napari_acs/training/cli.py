@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import dataclasses
 import os
 import signal
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_acs.cli_support import CLIError, ProgressBar, print_table
-from napari_acs.training.config import SCHEDULES, TASKS, FinetuneConfig
+from napari_acs.training.config import ARMS, DEFAULT_ARMS, SCHEDULES, TASKS, FinetuneConfig
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(FinetuneConfig) if f.default is not dataclasses.MISSING}
 
@@ -92,12 +93,18 @@ def add_compare_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     """Register ``compare`` on a ``napari-acs`` subparsers object."""
     parser = subparsers.add_parser(
         "compare",
-        help="the paper's experiment: ACS with ImageNet weights vs native 3D from scratch",
-        description="Train the same preset as ACS (ImageNet encoder) and as native 3D (from scratch) on "
-        "the same split and budget, one after the other; write compare.md, compare.csv and learning "
-        "curves (PNG) to --out.",
+        help="the paper's experiment: ACS vs native 3D, ImageNet vs scratch, over seeds",
+        description="Train the same preset in each arm (ACS with ImageNet weights, ACS from scratch, native "
+        "3D from scratch, native 3D with inflated ImageNet kernels) on the same split and budget, for each "
+        "seed, one after the other; write compare.md (mean +- sd per arm), compare.csv (every run) and "
+        "learning curves (PNG, a band over seeds) to --out.",
     )
     _add_run_arguments(parser)
+    parser.add_argument("--arms", nargs="+", choices=tuple(ARMS), default=list(DEFAULT_ARMS), metavar="ARM",
+                        help=f"arms to train, in order (default all: {' '.join(DEFAULT_ARMS)})")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, metavar="N",
+                        help="repeat every arm with these seeds (initialisation, patches, augmentation; the "
+                        "split stays the one --seed draws); default: --seed alone")
     parser.set_defaults(handler=run_compare)
     return parser
 
@@ -186,7 +193,10 @@ def _run(args: argparse.Namespace, what: str):
 
     config = config_from_args(args)
     bar = ProgressBar(not args.no_progress and _is_main_process(), what)
-    run = finetune if what == "finetune" else compare
+    if what == "finetune":
+        run = finetune
+    else:
+        run = functools.partial(compare, arms=args.arms, seeds=args.seeds)
     try:
         with _ctrl_c_stops() as stop:
             return run(config, progress=bar, cancel=stop)
@@ -217,7 +227,7 @@ def run_finetune(args: argparse.Namespace) -> int:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    """Handler of ``compare``: trains both arms, prints the table; exit code 0, 130 after a Ctrl-C stop."""
+    """Handler of ``compare``: trains every arm and seed, prints the tables; exit code 0, 130 after a Ctrl-C stop."""
     result = _run(args, "compare")
     if result.table_md is None:
         print("stopped before the first run finished: no table written", file=sys.stderr)

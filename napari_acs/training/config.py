@@ -23,6 +23,16 @@ DEFAULT_LABELS_CSV = "train_labels.csv"
 RESUMABLE_CHANGES = frozenset({"resume", "overwrite", "device", "num_workers"})
 
 
+#: ``compare``'s arms: name -> (conv, pretrained); ``pretrained`` with ``conv="3d"`` inflates the ImageNet kernels.
+ARMS: dict[str, tuple[str, bool]] = {
+    "acs_imagenet": ("acs", True),
+    "acs_scratch": ("acs", False),
+    "3d_scratch": ("3d", False),
+    "3d_inflated": ("3d", True),
+}
+DEFAULT_ARMS = tuple(ARMS)
+
+
 @dataclass
 class FinetuneConfig:
     """A fine-tuning run; the same object drives the CLI, the napari widget and scripts.
@@ -56,6 +66,8 @@ class FinetuneConfig:
         val_fraction: fraction of subjects held out for validation (0: none), split
             by subject with ``seed``; stratified by label for classification.
         seed: fixes the split, the model's random layers, patches and augmentation.
+        split_seed: draws the split instead of ``seed`` when set (``compare --seeds`` keeps
+            one split while the seeds vary the rest).
         foreground_fraction: share of segmentation patches centred on a tumour voxel.
         augment: random flips, intensity scale/shift and small rotations/scaling.
         resume: continue from ``out_dir/training_state.pt`` at the next epoch.
@@ -83,6 +95,7 @@ class FinetuneConfig:
     amp: bool = True
     val_fraction: float = 0.2
     seed: int = 0
+    split_seed: int | None = None
     foreground_fraction: float = 1 / 3
     augment: bool = True
     resume: bool = False

@@ -209,7 +209,8 @@ class _Run:
             raise ValueError(f"{cfg.cohort}: {len(cases)} usable cases for {cfg.task}; too few to train")
         ids = [c.case_id for c in cases]
         strata = [labels[i] for i in ids] if labels is not None else None
-        self.train_ids, self.val_ids = split_subjects(ids, cfg.val_fraction, cfg.seed, strata)
+        self.train_ids, self.val_ids = split_subjects(
+            ids, cfg.val_fraction, cfg.seed if cfg.split_seed is None else cfg.split_seed, strata)
 
         prepared = None
         if ctx.is_main:

@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from napari_acs.report.figures import agg_figure, save_figure
@@ -30,9 +31,11 @@ def line_plot(
     xlabel: str,
     ylabel: str,
     size: tuple[int, int] = (720, 440),
+    bands: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None,
 ) -> Path:
     """Draw ``{name: (x values, y values)}`` as lines with markers and a legend where the curves
-    leave room; write a PNG of ``size`` pixels atomically.
+    leave room, and ``bands`` ``{name: (lower values, upper values)}`` (at the same x) as shaded
+    areas in the line's colour; write a PNG of ``size`` pixels atomically.
 
     Non-finite points are skipped. Returns the path written (replaced if it exists).
     """
@@ -42,6 +45,12 @@ def line_plot(
         points = [(float(x), float(y)) for x, y in zip(xs, ys) if math.isfinite(float(x)) and math.isfinite(float(y))]
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=4, linewidth=2,
                 color=_rgb(COLOURS[i % len(COLOURS)]), label=name)
+        if bands and name in bands:
+            lower, upper = (np.asarray(v, dtype=float) for v in bands[name])
+            x = np.asarray(xs, dtype=float)
+            keep = np.isfinite(x) & np.isfinite(lower) & np.isfinite(upper)
+            ax.fill_between(x[keep], lower[keep], upper[keep], color=_rgb(COLOURS[i % len(COLOURS)]), alpha=0.2,
+                            linewidth=0)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

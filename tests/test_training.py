@@ -38,7 +38,7 @@ from napari_acs.training.config import ARMS
 from napari_acs.training.cli import add_compare_parser, add_finetune_parser, config_from_args
 from napari_acs.training.cohort import SegmentationCase, split_subjects
 from napari_acs.training.datasets import SegmentationPatches
-from napari_acs.training.evaluation import binary_metrics
+from napari_acs.training.evaluation import auc_interval, binary_metrics
 from napari_acs.training.plots import COLOURS, LEGEND_FRAME, line_plot
 
 SMALL = {"model": "tf_efficientnet_lite0", "patch_size": 32, "batch_size": 2}
@@ -270,6 +270,33 @@ def test_classification_finetune_reports_unmatched_and_computes_metrics(cohort, 
     assert model.checkpoint_meta["positive_class"].startswith("MGMT promoter methylated")
     with torch.no_grad():
         assert model(torch.zeros(1, 4, 32, 32, 32)).shape == (1, 1)
+
+
+def test_auc_interval_is_a_bootstrap_over_subjects() -> None:
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 60)
+    probabilities = np.clip(0.25 * labels + 0.75 * rng.random(60), 0, 1)  # a weak signal
+    auc = binary_metrics(probabilities, labels)["auc"]
+    low, high = auc_interval(probabilities, labels)
+    assert 0.5 < low < auc < high < 1.0 and auc_interval(probabilities, labels) == (low, high)  # fixed seed
+    wide = auc_interval(probabilities[:12], labels[:12])
+    assert wide[1] - wide[0] > high - low  # fewer subjects, a wider interval
+    assert all(math.isnan(v) for v in auc_interval([0.2, 0.4, 0.9], [0, 0, 1]))  # one positive: no interval
+
+
+def test_compare_classification_reports_accuracy_balanced_accuracy_auc_and_its_interval(cohort, tmp_path):
+    config = FinetuneConfig(cohort, tmp_path / "cls", task="classification", **SMALL, epochs=1, val_fraction=0.5)
+    result = compare(config, arms=["acs_imagenet", "3d_scratch"])
+    with open(result.table_csv, newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert [row["variant"] for row in rows] == ["acs_imagenet", "3d_scratch"]
+    for row in rows:
+        assert row["best_metric"] == "val_auc"
+        for key in ("val_accuracy", "val_balanced_accuracy", "val_auc"):
+            assert 0.0 <= float(row[key]) <= 1.0
+        assert "val_auc_low" in row and "val_auc_high" in row
+    text = result.table_md.read_text()
+    assert "95 % bootstrap interval over subjects" in text and "0.6 ROC AUC (RSNA-MICCAI" in text
 
 
 def test_classification_without_labels_csv_names_the_missing_file(cohort, tmp_path):

@@ -93,10 +93,41 @@ def binary_metrics(probabilities: Sequence[float], labels: Sequence[int], thresh
     }
 
 
+#: Bootstrap resamples of the AUC's confidence interval, and their fixed seed (reproducible).
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_SEED = 0
+
+
+def auc_interval(probabilities: Sequence[float], labels: Sequence[int], level: float = 0.95,
+                 resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+    """Percentile bootstrap interval of the ROC AUC over subjects: ``resamples`` draws of the
+    subjects with replacement (draws holding one class only are left out); ``(nan, nan)``
+    when fewer than two subjects of either class."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    if min(np.sum(y == 0), np.sum(y == 1)) < 2:
+        return math.nan, math.nan
+    draws = np.random.default_rng(seed).integers(0, len(y), size=(resamples, len(y)))
+    aucs = [_auc(p[d], y[d]) for d in draws if 0 < y[d].sum() < len(d)]
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(aucs, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def _auc(p: np.ndarray, y: np.ndarray) -> float:
+    """ROC AUC as the Mann-Whitney statistic (ties count one half), both classes present."""
+    positive, negative = p[y == 1], p[y == 0]
+    greater = (positive[:, None] > negative[None, :]).sum() + 0.5 * (positive[:, None] == negative[None, :]).sum()
+    return float(greater / (len(positive) * len(negative)))
+
+
 def summarise_classification(outputs: Sequence[dict]) -> dict[str, float]:
-    """History columns ``val_loss`` (BCE), ``val_accuracy``, ``val_balanced_accuracy``, ``val_auc``."""
+    """History columns ``val_loss`` (BCE), ``val_accuracy``, ``val_balanced_accuracy``, ``val_auc``
+    and its 95 % bootstrap interval over subjects ``val_auc_low`` / ``val_auc_high``."""
     logits = torch.tensor([o["logit"] for o in outputs], dtype=torch.float64)
     labels = torch.tensor([float(o["label"]) for o in outputs], dtype=torch.float64)
     loss = float(nn.functional.binary_cross_entropy_with_logits(logits, labels))
-    metrics = binary_metrics(torch.sigmoid(logits).tolist(), labels.int().tolist())
+    probabilities, classes = torch.sigmoid(logits).tolist(), labels.int().tolist()
+    metrics = binary_metrics(probabilities, classes)
+    metrics["auc_low"], metrics["auc_high"] = auc_interval(probabilities, classes)
     return {"val_loss": loss, **{f"val_{k}": v for k, v in metrics.items()}}

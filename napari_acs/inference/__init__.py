@@ -7,8 +7,9 @@ use, so the command line (:mod:`napari_acs.inference.cli`) loads without torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from napari_acs import _on_first_use
 
 _EXPORTS = {
     "Cancelled": "napari_acs.progress",
@@ -27,8 +28,4 @@ if TYPE_CHECKING:
     from napari_acs.inference.predict import classify, predict_regions, segment
     from napari_acs.progress import Cancelled
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = _on_first_use(__name__, _EXPORTS)

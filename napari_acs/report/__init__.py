@@ -12,7 +12,7 @@ below are loaded on first use.
 
 from __future__ import annotations
 
-from typing import Any
+from napari_acs import _on_first_use
 
 _NAMES = {
     "ModelCard": "napari_acs.report.card",
@@ -24,10 +24,4 @@ _NAMES = {
 
 __all__ = sorted(_NAMES)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _NAMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(_NAMES[name]), name)
+__getattr__ = _on_first_use(__name__, _NAMES)

@@ -3,8 +3,9 @@ and fine-tuning on the corrections. Names are imported on first use (no torch at
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from napari_acs import _on_first_use
 
 _EXPORTS = {
     "CaseEntry": "napari_acs.review.cohort",
@@ -21,8 +22,4 @@ if TYPE_CHECKING:
     from napari_acs.review.finetune import finetune_on_corrections
     from napari_acs.review.manifest import STATUSES, Manifest, ManifestError
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'napari_acs.review' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = _on_first_use(__name__, _EXPORTS)

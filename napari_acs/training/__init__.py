@@ -7,8 +7,9 @@ flags) loads without torch, timm or MONAI.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from napari_acs import _on_first_use
 
 _EXPORTS = {
     "CompareResult": "napari_acs.training.comparison",
@@ -32,8 +33,4 @@ if TYPE_CHECKING:
     from napari_acs.training.mgmt import LabelsCSVError, match_labels, read_mgmt_csv, subject_number
     from napari_acs.training.state import TrainingStateError, read_history
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'napari_acs.training' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = _on_first_use(__name__, _EXPORTS)

@@ -131,8 +131,10 @@ def test_cli_parsers_build_the_config(tmp_path):
     for p in (finetune_parser, compare_parser):
         assert all(action.help for action in p._actions), "every flag has help"
     args = parser.parse_args(["finetune", str(tmp_path), "--out", str(tmp_path / "o"), "--conv", "3d",
-                              "--pretrained", "none", "--patch-size", "64", "--epochs", "3", "--no-amp", "--resume"])
+                              "--pretrained", "none", "--patch-size", "64", "--epochs", "3", "--no-amp", "--resume",
+                              "--modality-dropout", "0.5"])
     config = config_from_args(args)
+    assert config.modality_dropout == 0.5
     assert (config.conv, config.pretrained, config.patch_size, config.epochs) == ("3d", False, (64, 64, 64), 3)
     assert (config.amp, config.resume, config.augment) == (False, True, True)
     assert args.handler.__name__ == "run_finetune"
@@ -270,6 +272,25 @@ def test_classification_finetune_reports_unmatched_and_computes_metrics(cohort, 
     assert model.checkpoint_meta["positive_class"].startswith("MGMT promoter methylated")
     with torch.no_grad():
         assert model(torch.zeros(1, 4, 32, 32, 32)).shape == (1, 1)
+
+
+def test_modality_dropout_zeroes_a_proper_subset_of_sequences() -> None:
+    image = torch.randn(4, 8, 8, 8) + 5.0  # no channel is 0 anywhere
+    gen = torch.Generator().manual_seed(0)
+    aug = Augmentation.dropout_only(1.0)
+    seen = set()
+    for _ in range(200):
+        out, _ = augment(image, None, gen, aug)
+        kept = tuple(bool(out[c].any()) for c in range(4))
+        assert 1 <= sum(kept) <= 3  # never all, never none
+        for c in range(4):
+            assert torch.equal(out[c], image[c]) or not out[c].any()  # kept as is, or dropped whole
+        seen.add(kept)
+    assert len(seen) == 14  # every non-empty proper subset is drawn
+    out, _ = augment(image, None, gen, Augmentation.dropout_only(0.0))
+    assert torch.equal(out, image)
+    with pytest.raises(ValueError, match="modality_dropout=1.5"):
+        FinetuneConfig(Path("c"), Path("o"), modality_dropout=1.5)
 
 
 def test_auc_interval_is_a_bootstrap_over_subjects() -> None:

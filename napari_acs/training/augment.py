@@ -23,6 +23,9 @@ class Augmentation:
     ``intensity_shift``: per channel, multiply by ``1 + U(-s, s)`` and add
     ``U(-o, o)`` (z-score units). ``affine_prob``: probability of a rotation of up to
     ``rotate_degrees`` about each axis with an isotropic scaling of ``1 + U(-scale, scale)``.
+    ``modality_dropout``: probability that a sample loses a random non-empty, proper subset of
+    its sequences (channels set to 0, as a missing sequence is after normalisation), so the
+    model learns to segment from any subset (hetero-modal training).
     """
 
     flip: bool = True
@@ -31,6 +34,13 @@ class Augmentation:
     affine_prob: float = 0.2
     rotate_degrees: float = 10.0
     scale: float = 0.1
+    modality_dropout: float = 0.0
+
+    @classmethod
+    def dropout_only(cls, modality_dropout: float) -> Augmentation:
+        """Only the modality dropout, every other transform off."""
+        return cls(flip=False, intensity_scale=0.0, intensity_shift=0.0, affine_prob=0.0,
+                   modality_dropout=modality_dropout)
 
 
 def _uniform(gen: torch.Generator, low: float, high: float, n: int = 1) -> Tensor:
@@ -86,4 +96,15 @@ def augment(
     scale = 1.0 + _uniform(gen, -aug.intensity_scale, aug.intensity_scale, channels).float()
     shift = _uniform(gen, -aug.intensity_shift, aug.intensity_shift, channels).float()
     image = image * scale.view(-1, 1, 1, 1) + shift.view(-1, 1, 1, 1)
+    if channels > 1 and aug.modality_dropout > 0 and float(torch.rand(1, generator=gen)) < aug.modality_dropout:
+        image = drop_modalities(image, gen)
     return image, target
+
+
+def drop_modalities(image: Tensor, gen: torch.Generator) -> Tensor:
+    """``image`` (C, X, Y, Z) with a uniformly drawn non-empty proper subset of its C channels
+    set to 0 (at least one channel kept)."""
+    channels = image.shape[0]
+    subset = int(torch.randint(1, 2**channels - 1, (1,), generator=gen))  # bit c set: channel c dropped
+    dropped = torch.tensor([bool(subset >> c & 1) for c in range(channels)])
+    return image.masked_fill(dropped.view(-1, 1, 1, 1), 0.0)

@@ -55,6 +55,9 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--foreground-fraction", type=float, default=d["foreground_fraction"],
                         help="segmentation: share of patches centred on tumour (default 0.33)")
     parser.add_argument("--no-augment", action="store_true", help="no flips, intensity or affine augmentation")
+    parser.add_argument("--modality-dropout", type=float, default=d["modality_dropout"], metavar="P",
+                        help="probability per sample of zeroing a random subset of its sequences (at least "
+                        "one kept), so the model segments from any subset (default 0: off)")
     parser.add_argument("--num-workers", type=int, default=d["num_workers"],
                         help=f"data-loader worker processes (default {d['num_workers']}: the main process)")
     parser.add_argument("--device", default=d["device"], help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N, mps")
@@ -141,7 +144,7 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
         "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "lr": args.lr,
         "schedule": args.schedule, "weight_decay": args.weight_decay, "amp": not args.no_amp,
         "val_fraction": args.val_fraction, "seed": args.seed, "foreground_fraction": args.foreground_fraction,
-        "augment": not args.no_augment, "resume": args.resume, "overwrite": args.overwrite,
+        "augment": not args.no_augment, "modality_dropout": args.modality_dropout, "resume": args.resume, "overwrite": args.overwrite,
         "num_workers": args.num_workers, "device": args.device, "init": args.init,
     }
     if hasattr(args, "conv"):

@@ -70,6 +70,8 @@ class FinetuneConfig:
             one split while the seeds vary the rest).
         foreground_fraction: share of segmentation patches centred on a tumour voxel.
         augment: random flips, intensity scale/shift and small rotations/scaling.
+        modality_dropout: probability per sample of zeroing a random subset of its sequences
+            (at least one kept), so the model copes with a missing sequence; 0: off.
         resume: continue from ``out_dir/training_state.pt`` at the next epoch.
         overwrite: start again in an ``out_dir`` that holds a previous run.
         num_workers: data-loader worker processes (0: sample in the main process).
@@ -98,6 +100,7 @@ class FinetuneConfig:
     split_seed: int | None = None
     foreground_fraction: float = 1 / 3
     augment: bool = True
+    modality_dropout: float = 0.0
     resume: bool = False
     overwrite: bool = False
     num_workers: int = 0
@@ -125,6 +128,7 @@ class FinetuneConfig:
             "weight_decay": self.weight_decay >= 0,
             "val_fraction": 0 <= self.val_fraction < 1,
             "foreground_fraction": 0 <= self.foreground_fraction <= 1,
+            "modality_dropout": 0 <= self.modality_dropout <= 1,
             "num_workers": self.num_workers >= 0,
         }
         bad = [name for name, ok in checks.items() if not ok]

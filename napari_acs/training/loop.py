@@ -269,7 +269,10 @@ class _Run:
         else:
             self.steps = cfg.steps_per_epoch or math.ceil(n_train / (cfg.batch_size * ctx.world_size))
         length = self.steps * cfg.batch_size * ctx.world_size
-        augmentation = Augmentation() if cfg.augment else None
+        if cfg.augment:
+            augmentation = Augmentation(modality_dropout=cfg.modality_dropout)
+        else:
+            augmentation = Augmentation.dropout_only(cfg.modality_dropout) if cfg.modality_dropout else None
         if self.segmentation:
             self.dataset = SegmentationPatches(
                 self.train_cases, self.patch, length, seed=cfg.seed,

@@ -1,5 +1,9 @@
 """Segment a cohort: many cases in, one ``<case_id>_seg.nii.gz`` each plus ``volumes.csv``.
 
+On request each case also gets its voxel uncertainty map (``<case_id>_uncertainty.nii.gz``,
+float32 in [0, 1]) and its WT / TC / ET region probabilities (``<case_id>_probabilities.nii.gz``,
+float32 ``(X, Y, Z, 3)``), both on the source grid like the segmentation, and the table a
+``score`` column (review priority, higher: look first; see :mod:`napari_acs.inference.uncertainty`).
 A bad case is reported and skipped; the others still run. Nothing existing is
 overwritten unless asked; every file is written atomically.
 """
@@ -21,9 +25,9 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from napari_acs.inference.engine import Segmenter
+from napari_acs.inference.engine import CasePrediction, Segmenter
 from napari_acs.inference.plausibility import brain_volume_ml, volume_concerns
-from napari_acs.io import BratsInputError, default_seg_name, find_case_files, find_cases, load_case, save_segmentation
+from napari_acs.io import BratsInputError, find_case_files, find_cases, load_case, save_map, save_segmentation
 from napari_acs.io.case import SEPARATORS
 from napari_acs.io.files import atomic_write_text, remove_stale_temporaries, writable_folder
 from napari_acs.metrics import volumes_ml
@@ -32,6 +36,10 @@ from napari_acs.progress import CancelSignal, ProgressCallback, check_cancel, re
 VOLUMES_CSV = "volumes.csv"
 RUN_JSON = "run.json"
 LOCK_FILE = ".napari-acs.lock"
+SEGMENTATION = "segmentation"
+#: The maps written on request, by the :class:`~napari_acs.inference.engine.CasePrediction`
+#: attribute that holds them: file name after ``<case_id>``.
+MAP_SUFFIXES = {"uncertainty": "_uncertainty.nii.gz", "probabilities": "_probabilities.nii.gz"}
 
 
 @dataclass
@@ -46,6 +54,8 @@ class CaseResult:
     error: str | None = None
     skipped: bool = False  # kept from an earlier run (--skip-existing)
     warnings: list[str] = field(default_factory=list)  # e.g. a reference segmentation not used
+    score: float | None = None  # review priority in [0, 1], higher: look first (with uncertainty)
+    maps: dict[str, Path] = field(default_factory=dict)  # "uncertainty" / "probabilities" -> file written
 
 
 def expand_inputs(inputs: Sequence[str | os.PathLike | Mapping]) -> list[Path | Mapping]:
@@ -75,6 +85,8 @@ def segment_cases(
     shard: tuple[int, int] = (0, 1),
     table_name: str = VOLUMES_CSV,
     skip_existing: bool = False,
+    uncertainty: bool = False,
+    probabilities: bool = False,
 ) -> list[CaseResult]:
     """Segment every case of ``inputs`` into ``out_dir``; returns one result per case.
 
@@ -87,6 +99,14 @@ def segment_cases(
     takes every ``world``-th case from the ``rank``-th (see :mod:`napari_acs.inference.shard`).
     ``skip_existing`` keeps cases whose segmentation is already in ``out_dir`` (a run
     interrupted before): their rows come from the earlier table or the file itself.
+
+    ``uncertainty`` also writes ``<case_id>_uncertainty.nii.gz`` (float32 ``(X, Y, Z)`` in
+    [0, 1]: flip disagreement with ``tta``, else the entropy of the probabilities) and gives
+    the table a ``score`` column (``CaseResult.score``, higher: review first; rows stay in
+    input order); ``probabilities`` writes ``<case_id>_probabilities.nii.gz`` (float32
+    ``(X, Y, Z, 3)``: WT, TC, ET). Both lie on the source grid like the segmentation and obey
+    ``overwrite`` like it; with ``skip_existing`` a case is kept only when all its asked files
+    exist, and one with only some of them is refused (``overwrite`` redoes it).
 
     Two cases with one id, inputs none of which is a BraTS case, an ``out_dir`` that cannot
     be written, or another command writing to it are refused before anything is written
@@ -103,7 +123,9 @@ def segment_cases(
     if not paths:
         raise BratsInputError(Path(inputs[0]) if inputs else out, "no BraTS case found")
     _check_inputs(paths, out)
-    earlier = _earlier_rows(table) if skip_existing else {}
+    # the merged table of an earlier run, and this process's own rows (under torchrun)
+    earlier = {**_earlier_rows(out / VOLUMES_CSV), **_earlier_rows(table)} if skip_existing else {}
+    maps = tuple(kind for kind, asked in (("uncertainty", uncertainty), ("probabilities", probabilities)) if asked)
     rank, world = shard
     writable_folder(out)
     with _output_lock(out, exclusive=world == 1):
@@ -114,20 +136,27 @@ def segment_cases(
                 out / RUN_JSON,
                 json.dumps({"inputs": [source_text(p) for p in paths], "device": str(engine.device),
                             "tta": engine.tta, "model": getattr(engine.network, "create_kwargs", None),
-                            "processes": world, **(run_info or {})}, indent=2),
+                            "processes": world, **({"maps": list(maps)} if maps else {}), **(run_info or {})},
+                           indent=2),
                 overwrite=True,
             )
         return _segment_all(paths[rank::world], out, table, engine, overwrite=overwrite,
-                            skip_existing=skip_existing, earlier=earlier, progress=progress, cancel=cancel)
+                            skip_existing=skip_existing, maps=maps, earlier=earlier, progress=progress,
+                            cancel=cancel)
 
 
 def _segment_all(paths: list[Path], out: Path, table: Path, engine: Segmenter, *, overwrite: bool,
-                 skip_existing: bool, earlier: dict[str, dict], progress: ProgressCallback | None,
-                 cancel: CancelSignal) -> list[CaseResult]:
+                 skip_existing: bool, maps: tuple[str, ...], earlier: dict[str, dict],
+                 progress: ProgressCallback | None, cancel: CancelSignal) -> list[CaseResult]:
     """The loop of :func:`segment_cases`: read ahead, compute, write behind, table after every case."""
     results: list[CaseResult] = []
+    scored = "uncertainty" in maps
+
+    def write_table() -> None:
+        atomic_write_text(table, volumes_table(results, score=scored), overwrite=True)
+
     with ThreadPoolExecutor(1, "napari-acs read") as reader, ThreadPoolExecutor(1, "napari-acs write") as writer:
-        loading = reader.submit(_load, paths[0], out, overwrite, skip_existing) if paths else None
+        loading = reader.submit(_load, paths[0], out, overwrite, skip_existing, maps) if paths else None
         writing: Future | None = None
         for index, path in enumerate(paths):
             check_cancel(cancel, "segmentation")
@@ -135,7 +164,7 @@ def _segment_all(paths: list[Path], out: Path, table: Path, engine: Segmenter, *
             start = time.perf_counter()
             loaded, loading = loading.result(), None
             if index + 1 < len(paths):  # read the next case while this one computes
-                loading = reader.submit(_load, paths[index + 1], out, overwrite, skip_existing)
+                loading = reader.submit(_load, paths[index + 1], out, overwrite, skip_existing, maps)
 
             def case_progress(fraction: float, message: str, index: int = index) -> None:
                 report(progress, (index + fraction) / len(paths), f"case {index + 1}/{len(paths)}: {message}")
@@ -147,26 +176,27 @@ def _segment_all(paths: list[Path], out: Path, table: Path, engine: Segmenter, *
                 result = _existing_result(path, loaded, earlier)
                 case = None
             else:
-                case, target = loaded
+                case, targets = loaded
                 result.case_id = case.case_id
                 result.warnings = list(case.warnings)
-                try:
-                    labels = engine.segment(case, progress=case_progress, cancel=cancel)
+                try:  # the maps are made from the prediction in the writer thread, only when asked
+                    prediction = engine.predict_case(case, progress=case_progress, cancel=cancel)
                 except (ValueError, RuntimeError) as exc:  # this case only (e.g. too small for the network)
                     result.error = f"{path}: segmentation failed: {exc}"
                     case = None
             if writing is not None:  # at most one segmentation waits to be written
-                _collect(writing, results, table, overwrite)
+                results.append(writing.result())
+                write_table()
             result.seconds = time.perf_counter() - start
             if case is None:
                 results.append(result)
-                atomic_write_text(table, volumes_table(results), overwrite=True)
+                write_table()
                 writing = None
             else:
-                writing = writer.submit(_write, result, labels, case, target, overwrite, start)
+                writing = writer.submit(_write, result, prediction, case, targets, overwrite, start)
         if writing is not None:
-            _collect(writing, results, table, overwrite)
-    atomic_write_text(table, volumes_table(results), overwrite=True)
+            results.append(writing.result())
+    write_table()
     report(progress, 1.0, f"{sum(r.error is None for r in results)}/{len(results)} cases segmented")
     return results
 
@@ -180,25 +210,38 @@ class _Kept:
     output: Path
 
 
-def _load(path: Path, out: Path, overwrite: bool, skip_existing: bool) -> tuple[Any, Path] | _Kept | str:
-    """Reader thread: the case and its output path, the existing output to keep, or the
+def _targets(out: Path, case_id: str, convention: str, maps: tuple[str, ...]) -> dict[str, Path]:
+    """A case's output files: ``segmentation`` first (BraTS's name), then the asked ``maps``."""
+    targets = {SEGMENTATION: out / f"{case_id}{SEPARATORS[convention]}seg.nii.gz"}
+    targets.update((kind, out / f"{case_id}{MAP_SUFFIXES[kind]}") for kind in maps)
+    return targets
+
+
+def _load(path: Path, out: Path, overwrite: bool, skip_existing: bool,
+          maps: tuple[str, ...] = ()) -> tuple[Any, dict[str, Path]] | _Kept | str:
+    """Reader thread: the case and its output paths, the existing outputs to keep, or the
     one-line reason it cannot be segmented."""
     if skip_existing and not overwrite:
         try:
             files = find_case_files(path)
         except BratsInputError as exc:
             return str(exc)
-        target = out / f"{files.case_id}{SEPARATORS[files.convention]}seg.nii.gz"
-        if target.exists():
-            return _Kept(files.case_id, files.convention, target)
+        targets = _targets(out, files.case_id, files.convention, maps)
+        present = [p for p in targets.values() if p.exists()]
+        if len(present) == len(targets):
+            return _Kept(files.case_id, files.convention, targets[SEGMENTATION])
+        if present:
+            missing = next(p for p in targets.values() if not p.exists())
+            return f"{present[0]} exists but {missing.name} does not; pass --overwrite to redo the case"
     try:
         case = load_case(path, on_bad_label="warn")  # the reference is not needed to segment
     except BratsInputError as exc:
         return str(exc)
-    target = out / default_seg_name(case)
-    if target.exists() and not overwrite:
-        return f"{target} exists; pass --overwrite to replace it, or --skip-existing to keep it"
-    return case, target
+    targets = _targets(out, case.case_id, case.convention, maps)
+    existing = next((p for p in targets.values() if p.exists()), None)
+    if existing is not None and not overwrite:
+        return f"{existing} exists; pass --overwrite to replace it, or --skip-existing to keep it"
+    return case, targets
 
 
 def _check_inputs(paths: list[Path], out: Path) -> None:
@@ -232,8 +275,9 @@ def _earlier_rows(table: Path) -> dict[str, dict]:
 
 
 def _existing_result(path: Path, kept: _Kept, earlier: dict[str, dict]) -> CaseResult:
-    """A case kept from an earlier run: its earlier row, or volumes measured from its file."""
+    """A case kept from an earlier run: its earlier row (volumes, score), or volumes measured from its file."""
     row = earlier.get(kept.case_id)
+    score = float(row["score"]) if row is not None and row.get("score") else None
     if row is not None and row.get("WT_ml"):
         volumes = {k: float(row[f"{k}_ml"]) for k in ("WT", "TC", "ET")}
     else:
@@ -242,7 +286,8 @@ def _existing_result(path: Path, kept: _Kept, earlier: dict[str, dict]) -> CaseR
         img, _ = open_nifti(kept.output)
         zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
         volumes = volumes_ml(np.asarray(img.dataobj), zooms, kept.convention)
-    return CaseResult(source=path, case_id=kept.case_id, output=kept.output, volumes_ml=volumes, skipped=True)
+    return CaseResult(source=path, case_id=kept.case_id, output=kept.output, volumes_ml=volumes, skipped=True,
+                      score=score)
 
 
 class OutputFolderBusy(RuntimeError):
@@ -272,10 +317,20 @@ def _output_lock(out: Path, *, exclusive: bool):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _write(result: CaseResult, labels, case, target: Path, overwrite: bool, start: float) -> CaseResult:
-    """Writer thread: the segmentation on the source grid, and the case's volumes."""
+def _write(result: CaseResult, prediction: CasePrediction, case, targets: dict[str, Path], overwrite: bool,
+           start: float) -> CaseResult:
+    """Writer thread: the segmentation and the asked maps on the source grid, the case's volumes
+    (and score, with the uncertainty map)."""
+    target = targets[SEGMENTATION]
+    labels = prediction.labels
     try:
         result.output = save_segmentation(labels, case, target, overwrite=overwrite)
+        for kind, path in targets.items():
+            if kind != SEGMENTATION:
+                target = path  # the file an error names
+                result.maps[kind] = save_map(getattr(prediction, kind), case, path, overwrite=overwrite)
+        if "uncertainty" in targets:
+            result.score = prediction.score
         result.volumes_ml = volumes_ml(labels, case.spacing, case.convention)
         # an implausible result (a model painting the brain) is a warning of its case
         concerns = volume_concerns(result.volumes_ml, brain_volume_ml(case.image, case.spacing))
@@ -284,11 +339,6 @@ def _write(result: CaseResult, labels, case, target: Path, overwrite: bool, star
         result.error = str(exc) if isinstance(exc, BratsInputError) else f"{target}: cannot write: {exc.strerror or exc}"
     result.seconds = time.perf_counter() - start
     return result
-
-
-def _collect(writing: Future, results: list[CaseResult], table: Path, overwrite: bool) -> None:
-    results.append(writing.result())
-    atomic_write_text(table, volumes_table(results), overwrite=True)
 
 
 def source_name(source: Path | Mapping) -> str:
@@ -301,16 +351,19 @@ def source_text(source: Path | Mapping) -> str | dict[str, str]:
     return {k: str(v) for k, v in source.items()} if isinstance(source, Mapping) else str(source)
 
 
-def volumes_table(results: Sequence[CaseResult]) -> str:
-    """CSV text: case_id, file, WT/TC/ET volumes in mL, seconds, error, warning."""
+def volumes_table(results: Sequence[CaseResult], *, score: bool = False) -> str:
+    """CSV text: case_id, file, WT/TC/ET volumes in mL, with ``score`` the case's review
+    priority in [0, 1] (higher: look first; empty for a failed case), seconds, error, warning."""
     buffer = _io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["case_id", "segmentation", "WT_ml", "TC_ml", "ET_ml", "seconds", "error", "warning"])
+    writer.writerow(["case_id", "segmentation", "WT_ml", "TC_ml", "ET_ml", *(["score"] if score else []),
+                     "seconds", "error", "warning"])
     for r in results:
         v = r.volumes_ml
+        scored = [f"{r.score:.4f}" if r.score is not None else ""] if score else []
         writer.writerow([
             r.case_id or source_name(r.source), r.output.name if r.output else "",
-            *(f"{v[k]:.3f}" if k in v else "" for k in ("WT", "TC", "ET")),
+            *(f"{v[k]:.3f}" if k in v else "" for k in ("WT", "TC", "ET")), *scored,
             f"{r.seconds:.2f}", r.error or "", " | ".join(r.warnings),
         ])
     return buffer.getvalue()

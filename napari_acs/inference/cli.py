@@ -49,6 +49,13 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
     chosen.add_argument("--checkpoint", help="a napari-acs checkpoint (.safetensors)")
     parser.add_argument("--conv", choices=("acs", "3d"), default="acs", help="with --model: ACS or native 3D")
     parser.add_argument("--tta", action="store_true", help="mirror test-time augmentation (8x slower)")
+    parser.add_argument("--uncertainty", action="store_true",
+                        help="also write <case_id>_uncertainty.nii.gz, a float32 voxel uncertainty map in [0, 1] "
+                             "on the source grid (entropy of the region probabilities; with --tta how much the "
+                             "mirror flips disagree), and a score column in volumes.csv (0-1, higher: review first)")
+    parser.add_argument("--save-probabilities", action="store_true",
+                        help="also write <case_id>_probabilities.nii.gz, float32 (X, Y, Z, 3) WT / TC / ET region "
+                             "probabilities on the source grid")
     parser.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N, mps")
     existing = parser.add_mutually_exclusive_group()
     existing.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -100,7 +107,8 @@ def run_segment(args: argparse.Namespace) -> int:
     bar = ProgressBar(not args.no_progress and rank == 0, title)
     try:
         results, failure = segment_sharded(inputs, args.out, build_engine, overwrite=args.overwrite,
-                                           skip_existing=args.skip_existing, progress=bar,
+                                           skip_existing=args.skip_existing, uncertainty=args.uncertainty,
+                                           probabilities=args.save_probabilities, progress=bar,
                                            run_info={"argv": sys.argv, "model_descriptions": described})
     except (BratsInputError, FileExistsError, OutputFolderBusy) as exc:
         raise CLIError(str(exc)) from exc
@@ -108,8 +116,9 @@ def run_segment(args: argparse.Namespace) -> int:
         bar.close()
     if rank == 0:
         rows = [[r.case_id or source_name(r.source), *(f"{r.volumes_ml.get(k, float('nan')):.1f}" for k in ("WT", "TC", "ET")),
+                 *([f"{r.score:.3f}" if r.score is not None else ""] if args.uncertainty else []),
                  f"{r.seconds:.1f}", r.error or ("kept (exists)" if r.skipped else "ok")] for r in results]
-        print_table(rows, ["case", "WT mL", "TC mL", "ET mL", "s", "status"])
+        print_table(rows, ["case", "WT mL", "TC mL", "ET mL", *(["score"] if args.uncertainty else []), "s", "status"])
         for r in results:
             for warning in r.warnings:
                 print(f"warning: {warning}", file=sys.stderr)

@@ -36,12 +36,16 @@ def segment_sharded(
     *,
     overwrite: bool = False,
     skip_existing: bool = False,
+    uncertainty: bool = False,
+    probabilities: bool = False,
     run_info: dict | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelSignal = None,
 ) -> tuple[list[CaseResult], str | None]:
     """This process's share of the cohort; returns (the merged results on rank 0, this
-    process's own on the others; this process's failure or ``None``)."""
+    process's own on the others; this process's failure or ``None``). ``uncertainty`` and
+    ``probabilities`` as in :func:`~napari_acs.inference.batch.segment_cases` (the merged
+    table then has the ``score`` column)."""
     rank, world = rank_and_world()
     table = Path(out_dir) / VOLUMES_CSV
     if table.exists() and not (overwrite or skip_existing):
@@ -52,8 +56,8 @@ def segment_sharded(
     failure = None
     try:
         results = segment_cases(inputs, out_dir, build_engine(), overwrite=overwrite, skip_existing=skip_existing,
-                                run_info=run_info, progress=progress, cancel=cancel, shard=(rank, world),
-                                table_name=partial)
+                                uncertainty=uncertainty, probabilities=probabilities, run_info=run_info,
+                                progress=progress, cancel=cancel, shard=(rank, world), table_name=partial)
     except Exception as exc:  # noqa: BLE001  (reported in the merged table; the other processes finish)
         if world == 1:
             raise
@@ -61,7 +65,7 @@ def segment_sharded(
         failure = f"process {rank} of {world} failed: {reason}"
         results = [CaseResult(source=path, error=failure) for path in expand_inputs(inputs)[rank::world]]
     if world == 1:
-        _finish(out_dir, [results], [partial])
+        _finish(out_dir, [results], [partial], score=uncertainty)
         return results, failure
     import torch.distributed as dist
 
@@ -71,18 +75,20 @@ def segment_sharded(
         dist.all_gather_object(gathered, [asdict(r) for r in results])
         if rank == 0:
             shares = [[CaseResult(**row) for row in share] for share in gathered]
-            results = _finish(out_dir, shares, [f"volumes.rank{r}.csv" for r in range(world)])
+            results = _finish(out_dir, shares, [f"volumes.rank{r}.csv" for r in range(world)], score=uncertainty)
         dist.barrier()
     finally:
         dist.destroy_process_group()
     return results, failure
 
 
-def _finish(out_dir: str | os.PathLike, shares: list[list[CaseResult]], partials: list[str]) -> list[CaseResult]:
-    """Merge the shares in input order (share r holds cases r, r + world, ...) into ``volumes.csv``."""
+def _finish(out_dir: str | os.PathLike, shares: list[list[CaseResult]], partials: list[str], *,
+            score: bool = False) -> list[CaseResult]:
+    """Merge the shares in input order (share r holds cases r, r + world, ...) into ``volumes.csv``
+    (with a ``score`` column if asked)."""
     world = len(shares)
     merged = [shares[i % world][i // world] for i in range(sum(map(len, shares)))]
-    atomic_write_text(Path(out_dir) / VOLUMES_CSV, volumes_table(merged), overwrite=True)
+    atomic_write_text(Path(out_dir) / VOLUMES_CSV, volumes_table(merged, score=score), overwrite=True)
     for name in partials:
         (Path(out_dir) / name).unlink(missing_ok=True)
     return merged

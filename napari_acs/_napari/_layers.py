@@ -23,6 +23,7 @@ imports this module) stays light.
 
 from __future__ import annotations
 
+import hashlib
 from collections import deque
 from typing import Any
 
@@ -38,6 +39,10 @@ DEFAULT_VISIBLE = "FLAIR"
 METADATA_KEY = "napari_acs"
 #: Image layer metadata key of its window presets (see :func:`window_metadata`).
 WINDOWS_KEY = "window_presets"
+#: Once a prediction is shown over it, the reference segmentation is drawn as outlines this
+#: thick (data pixels), opaque, so that it never blends with the filled prediction (opacity 0.6).
+REFERENCE_CONTOUR = 1
+REFERENCE_OPACITY = 1.0
 
 
 def to_display(volume: np.ndarray) -> np.ndarray:
@@ -150,6 +155,13 @@ def case_layer_data(case: Any) -> list[tuple]:
     return layers
 
 
+def outline(layer: Any) -> None:
+    """Draw a reference Labels layer as opaque outlines (:data:`REFERENCE_CONTOUR`), so that a
+    filled prediction over it stays distinct. napari's Labels take ``contour`` as a property
+    only (not in the constructor, nor in a reader's layer data), so it is set on the layer."""
+    layer.contour, layer.opacity = REFERENCE_CONTOUR, REFERENCE_OPACITY
+
+
 # --------------------------------------------------------------------------- the current case
 
 PREDICTION_SUFFIX = "prediction"
@@ -190,17 +202,32 @@ def prediction_name(case: Any) -> str:
     return f"{case.case_id} {PREDICTION_SUFFIX}"
 
 
+def edited_name(case: Any) -> str:
+    """Name an edited prediction layer is kept under when a new run takes its place
+    (napari appends `` [1]``... if it is taken)."""
+    return f"{prediction_name(case)} (edited)"
+
+
+def labels_digest(labels: np.ndarray) -> str:
+    """A fingerprint of a label volume (its shape and voxel values): equal volumes, equal digests."""
+    data = np.ascontiguousarray(labels)
+    digest = hashlib.blake2b(repr((data.shape, data.dtype.str)).encode(), digest_size=16)
+    digest.update(memoryview(data).cast("B"))
+    return digest.hexdigest()
+
+
 def reference_layer(viewer: Any, case: Any) -> Any | None:
     """The case's reference segmentation layer (the reader's ``"<id> seg"``), or ``None``.
 
-    Only a Labels layer of the same case counts; the widget's own prediction never does.
+    Only a Labels layer of the same case counts; the widget's own predictions never do (neither
+    ``"<id> prediction"`` nor the edited ones kept beside it, ``"<id> prediction (edited)"``).
     """
     from napari.layers import Labels
 
     candidates = [
         layer
         for layer in viewer.layers
-        if isinstance(layer, Labels) and layer_case(layer) is case and layer.name != prediction_name(case)
+        if isinstance(layer, Labels) and layer_case(layer) is case and not layer.name.startswith(prediction_name(case))
     ]
     preferred = [layer for layer in candidates if layer.name == f"{case.case_id} seg"]
     return (preferred or candidates or [None])[0]

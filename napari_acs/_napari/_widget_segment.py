@@ -26,8 +26,11 @@ from napari_acs._napari._layers import (
     add_layer_in_steps,
     canonical_labels,
     current_case,
+    edited_name,
+    labels_digest,
     labels_layer_kwargs,
     layer_case,
+    outline,
     prediction_name,
     reference_layer,
     to_display,
@@ -44,8 +47,14 @@ if TYPE_CHECKING:
     import napari
 
 NIFTI_FILTER = "NIfTI (*.nii.gz *.nii)"
-#: Quiet time after a label edit before volumes and metrics are measured again (ms).
-EDIT_DEBOUNCE_MS = 400
+#: Quiet time after a label edit (paint, fill, erase, undo, redo) before volumes and metrics
+#: are measured again (ms): a stroke or a run of Ctrl+Z is measured once, after its last event.
+EDIT_DEBOUNCE_MS = 200
+#: ``layer.metadata["napari_acs"]`` key of the digest of the labels a run put in its layer.
+DIGEST_KEY = "digest"
+
+#: What a table shows: the digests of the measured labels and reference (``None`` without one).
+MeasureKey = tuple[str, str | None]
 
 
 @dataclass
@@ -62,6 +71,7 @@ class SegmentationResult:
     seconds: float
     layer: Any = None  # the prediction Labels layer, built in the worker (see _show_result)
     concerns: list = field(default_factory=list)  # a poor model, implausible volumes (plausibility.Concern)
+    key: MeasureKey | None = None  # what the volumes and metrics were measured on (measure_key)
 
 
 def measure(case: Any, labels: np.ndarray, reference: np.ndarray | None) -> tuple[dict, dict | None]:
@@ -71,6 +81,21 @@ def measure(case: Any, labels: np.ndarray, reference: np.ndarray | None) -> tupl
     volumes = volumes_ml(labels, case.spacing, case.convention)
     metrics = None if reference is None else brats_metrics(labels, reference, case.spacing, case.convention)
     return volumes, metrics
+
+
+def measure_key(labels: np.ndarray, reference: np.ndarray | None) -> MeasureKey:
+    """Digests of the labels and the reference a table's numbers describe."""
+    return labels_digest(labels), None if reference is None else labels_digest(reference)
+
+
+def remeasure_edit(case: Any, labels: np.ndarray, reference: np.ndarray | None,
+                   shown: MeasureKey | None) -> tuple[Any, MeasureKey, dict, dict | None] | None:
+    """Worker job: measure (edited) labels again; ``None`` when they and the reference are what
+    the table shows already (``shown``: an event that changed no voxel, such as a slice change)."""
+    key = measure_key(labels, reference)
+    if key == shown:
+        return None
+    return case, key, *measure(case, labels, reference)
 
 
 def run_segmentation(
@@ -99,7 +124,14 @@ def run_segmentation(
     # built here, off the GUI thread (a layer object touches no Qt until it is added)
     layer = Labels(to_display(labels), **labels_layer_kwargs(case, prediction_name(case)))
     return SegmentationResult(case, labels, volumes, metrics, selected.description, selected.trained,
-                              resolved, time.perf_counter() - start, layer, concerns)
+                              resolved, time.perf_counter() - start, layer, concerns, measure_key(labels, reference))
+
+
+def is_edited(layer: Any) -> bool:
+    """Whether a prediction layer's labels differ from those its run put there (an undo back to
+    them is no edit). A layer without a run's digest (made elsewhere) counts as edited: it is kept."""
+    put = (layer.metadata.get("napari_acs") or {}).get(DIGEST_KEY)
+    return put is None or put != labels_digest(canonical_labels(layer))
 
 
 class SegmentWidget(ModelRunWidget):
@@ -110,6 +142,7 @@ class SegmentWidget(ModelRunWidget):
         self.viewer = napari_viewer
         self.result: SegmentationResult | None = None
         self._table_case: Any | None = None  # the case the table describes
+        self._table_key: MeasureKey | None = None  # ... and the labels and reference it was measured on
         self._engines = EngineCache()  # this widget's own engine
 
         self.case_label = QLabel()
@@ -156,19 +189,22 @@ class SegmentWidget(ModelRunWidget):
 
     def _update_case(self, event: Any = None) -> None:
         case = current_case(self.viewer)
+        ref = None if case is None else reference_layer(self.viewer, case)
         if case is None:
             self.case_label.setText("<b>No case open.</b> Use <i>Load BraTS case</i> or File ▸ Open.")
         else:
-            ref = reference_layer(self.viewer, case)
             shape = "×".join(map(str, case.shape))
             self.case_label.setText(
                 f"<b>Case {case.case_id}</b> ({shape} voxels)<br>reference: "
                 + (f"<i>{ref.name}</i> (Dice/HD95 shown)" if ref is not None else "none (volumes only)")
             )
         self.run_button.setEnabled(case is not None and self.choice.ready() and not self.runner.busy)
-        self.save_button.setEnabled(self.prediction_layer() is not None)
+        layer = self.prediction_layer()
+        self.save_button.setEnabled(layer is not None)
+        if layer is not None:
+            self._follow(layer, ref)  # the volumes follow the prediction's edits, Dice the reference's too
         if case is not self._table_case:  # another case became current: its own numbers, if any
-            self._table_case = case
+            self._table_case, self._table_key = case, None
             self.table.show_results({}, None)
             self.remeasure()
 
@@ -200,33 +236,50 @@ class SegmentWidget(ModelRunWidget):
 
     def _show_result(self, result: SegmentationResult) -> None:
         self.result = result
-        self._table_case = result.case
+        self._table_case, self._table_key = result.case, result.key
         case, name = result.case, prediction_name(result.case)
         data = to_display(result.labels)
         existing = next((layer for layer in self.viewer.layers if layer.name == name), None)
+        kept = None
+        if existing is not None and is_edited(existing):  # the user's corrections are never replaced
+            existing.name = edited_name(case)
+            kept, existing = existing.name, None
         if existing is not None and existing.data.shape == data.shape:
-            existing.data = data  # a re-run swaps the data: no new layer to set up
+            existing.data = data  # a re-run over unedited labels swaps the data: no new layer to set up
             layer = existing
         else:
             if existing is not None:
                 self.viewer.layers.remove(existing)
             layer = result.layer or Labels(data, **labels_layer_kwargs(case, name))
             add_layer_in_steps(self.viewer, layer)
-        layer.events.paint.connect(self._on_paint)  # once (napari ignores repeats), held weakly
-        layer.metadata["napari_acs"]["model"] = result.model
+        self._follow(layer)
+        layer.metadata["napari_acs"].update({"model": result.model, DIGEST_KEY: result.key[0]})
+        if (ref := reference_layer(self.viewer, case)) is not None and not ref.contour:
+            outline(ref)  # the reference as outlines under the filled prediction
         self.table.show_results(result.volumes_ml, result.metrics)
         text = f"Segmented {case.case_id} in {result.seconds:.1f} s on {result.device}"
         concerns = " ".join(c.text for c in result.concerns)
+        if kept is not None:
+            concerns = f"Your edited labels are kept in the layer '{kept}'. {concerns}".rstrip()
         if not result.trained:
             self.message.show_message(
                 f"{text} with an UNTRAINED model: these labels are meaningless. {concerns}".rstrip(), "warning")
         elif result.concerns:  # never the green success line for a poor model or an implausible result
             self.message.show_message(f"{text} with {result.model}. {concerns}", worst_level(result.concerns))
         else:
-            self.message.show_message(f"{text} with {result.model}.", "success")
+            self.message.show_message(f"{text} with {result.model}. {concerns}".rstrip(), "success")
 
     # ------------------------------------------------------------------ edits
-    def _on_paint(self, event: Any = None) -> None:
+    def _follow(self, *layers: Any) -> None:
+        """Measure again after each change of these Labels layers (``None`` skipped): ``paint``
+        (brush, fill, eraser, polygon), ``data`` (data replaced) and ``set_data`` (a redraw, which
+        undo and redo only emit; slice changes too, which :func:`remeasure_edit` finds unchanged).
+        napari ignores a repeated connection and holds the callback weakly."""
+        for layer in (layer for layer in layers if layer is not None):
+            for emitter in (layer.events.paint, layer.events.data, layer.events.set_data):
+                emitter.connect(self._on_edit)
+
+    def _on_edit(self, event: Any = None) -> None:
         self._edits.start()
 
     def remeasure(self) -> None:
@@ -241,11 +294,15 @@ class SegmentWidget(ModelRunWidget):
         ref = reference_layer(self.viewer, case)
         labels = canonical_labels(layer)
         reference = canonical_labels(ref) if ref is not None else None
-        self._measurer.start(lambda progress, cancel: (case, *measure(case, labels, reference)))
+        shown = self._table_key if case is self._table_case else None
+        self._measurer.start(lambda progress, cancel: remeasure_edit(case, labels, reference, shown))
 
-    def _show_measures(self, measures: tuple[Any, dict, dict | None]) -> None:
-        case, volumes, metrics = measures
+    def _show_measures(self, measures: tuple[Any, MeasureKey, dict, dict | None] | None) -> None:
+        if measures is None:  # nothing changed
+            return
+        case, key, volumes, metrics = measures
         if case is self._table_case:  # not a case the user has left meanwhile
+            self._table_key = key
             self.table.show_results(volumes, metrics)
 
     # ------------------------------------------------------------------ save

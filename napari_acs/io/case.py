@@ -314,8 +314,22 @@ def _brats_files(folder: Path) -> list[tuple[Path, BratsName]]:
     return sorted((p, n) for p in folder.iterdir() if (n := parse_name(p.name)) is not None and p.is_file())
 
 
+def _without_derived(named: list[tuple[Path, BratsName]]) -> list[tuple[Path, BratsName]]:
+    """The files of the cases in a folder, without segmentations derived from them.
+
+    A case is an id with at least one modality file. A segmentation of an id that has none,
+    such as ``edited_seg.nii.gz`` or ``<id>_corrected_seg.nii.gz`` saved beside the case, is a
+    derivative, not another case (nor the reference, which is named exactly ``<id>_seg``).
+    Files the case reader never parses (``<id>_prediction``, ``<id>_uncertainty``,
+    ``<id>_probabilities``, ``<id>_seg_napari-acs``...) do not get here at all. A folder of
+    segmentations only is kept as it is (its refusal names them).
+    """
+    cases = {name.case_id for _, name in named if name.kind != SEG}
+    return [(path, name) for path, name in named if name.case_id in cases] if cases else named
+
+
 def _case_from_folder(folder: Path) -> CaseFiles:
-    named = _brats_files(folder)
+    named = _without_derived(_brats_files(folder))
     if not named:
         sub_cases = [d for d in folder.iterdir() if d.is_dir() and any(map(_is_modality_name, os.listdir(d)))]
         hint = f"; it holds {len(sub_cases)} case folders (find_cases lists them)" if sub_cases else ""

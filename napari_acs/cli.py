@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     from napari_acs.report.cli import add_report_parser
 
     add_report_parser(sub)
+    from napari_acs.prepare.cli import add_prepare_parser
+
+    add_prepare_parser(sub)
     return parser
 
 

@@ -360,3 +360,39 @@ def test_real_anisotropic_scan(brain1, tmp_path: Path) -> None:
     print(f"brain1: lesion round trip (scan -> 1 mm -> scan) Dice {dice:.4f}")
     assert dice > 0.9
     assert read_manifest(exam.folder)["steps"] == exam.steps
+
+
+# ---------------------------------------------------------------------------- napari-acs prepare
+
+
+def test_command_line_prepares_and_writes_back(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from napari_acs.cli import main
+
+    sample = sample_case_path()
+    flags = [arg for flag, key in (("--t1c", "t1ce"), ("--flair", "flair"), ("--t1", "t1"), ("--t2", "t2"))
+             for arg in (flag, str(sample / f"{SAMPLE_CASE_ID}_{key}.nii.gz"))]
+    out = tmp_path / "prepared"
+    assert main(["prepare", *flags, "--convention", "brats2021", "--case-id", "case1", "--out", str(out),
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert f"prepared case1 in {out}: 240 x 240 x 155 voxels of 1 mm" in printed
+    assert "brain extraction: skipped: t1ce is skull-stripped already" in printed
+    assert f"next: napari-acs segment {out} --out SEGDIR" in printed
+    case, original = load_case(out), load_case(sample)  # what napari-acs segment FOLDER reads
+    assert case.case_id == "case1" and np.allclose(case.image, original.image)
+    back = tmp_path / "seg_on_t1ce.nii.gz"
+    seg = sample / f"{SAMPLE_CASE_ID}_seg.nii.gz"
+    assert main(["prepare", "--write-back", str(seg), "--prepared", str(out), "--out", str(back)]) == 0
+    assert f"wrote {back} on the grid of {SAMPLE_CASE_ID}_t1ce.nii.gz" in capsys.readouterr().out
+    assert (np.asarray(nib.load(back).dataobj) == np.asarray(nib.load(seg).dataobj)).all()  # voxel-exact
+    assert np.allclose(nib.load(back).affine, nib.load(sample / f"{SAMPLE_CASE_ID}_t1ce.nii.gz").affine)
+    for argv, message in (
+        (["prepare", "--out", str(tmp_path / "x")], "no sequence given"),
+        (["prepare", "--write-back", str(seg), "--out", str(back)], "--write-back needs --prepared FOLDER"),
+        (["prepare", "--write-back", str(seg), "--prepared", str(tmp_path), "--out", str(tmp_path / "y.nii.gz")],
+         f"{tmp_path}: write-back: not a prepared case folder"),
+        (["prepare", "--write-back", str(seg), "--prepared", str(out), "--out", str(back)], "file exists"),
+    ):
+        assert main(argv) == 1
+        error = capsys.readouterr().err.strip()
+        assert error.startswith("napari-acs prepare: error: ") and message in error and "\n" not in error

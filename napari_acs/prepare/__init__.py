@@ -14,16 +14,30 @@ folder), :mod:`.writeback`, :mod:`.cli` (``napari-acs prepare``). SimpleITK here
 when the brain is extracted; no Qt or napari.
 """
 
-from napari_acs.prepare.errors import PrepareError
-from napari_acs.prepare.exam import PreparedExam, PrepareSettings, prepare_exam
-from napari_acs.prepare.register import RegistrationSettings
-from napari_acs.prepare.writeback import to_reference_grid
+from __future__ import annotations
 
-__all__ = [
-    "PrepareError",
-    "PrepareSettings",
-    "PreparedExam",
-    "RegistrationSettings",
-    "prepare_exam",
-    "to_reference_grid",
-]
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from napari_acs.prepare.errors import PrepareError
+    from napari_acs.prepare.exam import PreparedExam, PrepareSettings, prepare_exam
+    from napari_acs.prepare.register import RegistrationSettings
+    from napari_acs.prepare.writeback import to_reference_grid
+
+# Loaded on first use, so that ``napari-acs --help`` (which registers ``prepare``) stays quick.
+_EXPORTS = {
+    "PrepareError": "errors",
+    "PrepareSettings": "exam",
+    "PreparedExam": "exam",
+    "RegistrationSettings": "register",
+    "prepare_exam": "exam",
+    "to_reference_grid": "writeback",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> object:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"napari_acs.prepare.{_EXPORTS[name]}"), name)

@@ -1,5 +1,6 @@
-"""Qt pieces the dock widgets share: a message line, a path picker, layout helpers, error
-text, and a small live line plot (matplotlib's Qt canvas)."""
+"""Qt pieces the dock widgets share: a message line, a path picker, layout helpers (a dock that
+scrolls and finds its place in the window), error text, and a small live line plot
+(matplotlib's Qt canvas)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from qtpy.QtCore import QEvent, Qt, Signal
+from qtpy.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from qtpy.QtWidgets import (
+    QDockWidget,
     QFileDialog,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMainWindow,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
     QVBoxLayout,
     QWidget,
@@ -47,12 +52,11 @@ def group_box(title: str, *widgets: QWidget) -> QGroupBox:
 
 
 def column(owner: QWidget, *widgets: QWidget, min_width: int) -> None:
-    """Lay ``widgets`` out top to bottom in ``owner`` (a dock widget), spare height below."""
-    layout = QVBoxLayout(owner)
+    """Lay ``widgets`` out top to bottom in ``owner`` (a dock widget, scrolling), spare height below."""
+    layout = scrolling_layout(owner, min_width=min_width)
     for widget in widgets:
         layout.addWidget(widget)
     layout.addStretch(1)
-    owner.setMinimumWidth(min_width)
 
 
 class MessageLabel(QLabel):
@@ -127,6 +131,153 @@ class PathEdit(QWidget):
             chosen = QFileDialog.getOpenFileName(self, self.caption, start, self.name_filter)[0]
         if chosen:
             self.set_text(chosen)
+
+
+# --------------------------------------------------------------------------- docks that fit
+
+#: Narrowest a scrolling dock gets (px): its content keeps its own width and scrolls sideways.
+DOCK_MIN_WIDTH = 300
+#: Width asked for the tool docks' tab group (px): their content's width, at most this much
+#: (wider content scrolls), so that the canvases keep their share of a 1366 px screen.
+TOOL_GROUP_MAX_WIDTH = 424
+SCROLL_BAR_ROOM = 24
+#: Qt property of a tool dock's widget: the width its content is laid out for (px).
+CONTENT_WIDTH = "napari_acs_width"
+#: Role of a napari-acs dock (a Qt property of its widget): tool panels share one tabbed
+#: group; the linked views take a column of their own beside it.
+DOCK_ROLE = "napari_acs_dock"
+TOOL, VIEWS = "tool", "views"
+
+
+def scrolling_layout(owner: QWidget, *, min_width: int) -> QVBoxLayout:
+    """Give ``owner`` (a tool dock widget) a scroll area and return the layout to fill.
+
+    The content keeps ``min_width`` (px) and its natural height; a smaller dock scrolls
+    instead of growing napari's window or squeezing its canvases. The dock also joins
+    the other napari-acs tool docks as a tab (:class:`DockPlacer`).
+    """
+    content = QWidget()
+    content.setMinimumWidth(min_width)
+    area = QScrollArea(owner)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setWidget(content)
+    outer = QVBoxLayout(owner)
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(area)
+    owner.setMinimumWidth(min(min_width, DOCK_MIN_WIDTH))
+    owner.setProperty(CONTENT_WIDTH, min_width)
+    DockPlacer(owner, TOOL)
+    return QVBoxLayout(content)
+
+
+def dock_of(widget: QWidget) -> tuple[QDockWidget, QMainWindow] | None:
+    """The dock holding ``widget`` and the main window holding that dock (None if not docked)."""
+    dock = widget.parentWidget()
+    while dock is not None and not isinstance(dock, QDockWidget):
+        dock = dock.parentWidget()
+    window = dock.parentWidget() if dock is not None else None
+    return (dock, window) if isinstance(window, QMainWindow) and not dock.isFloating() else None
+
+
+def docks_in(window: QMainWindow, area: Qt.DockWidgetArea, leave_out: QDockWidget | None) -> list[QDockWidget]:
+    """The docks open in ``area`` of ``window`` (shown or behind a tab), in the order added."""
+    shown = [d for d in window.findChildren(QDockWidget) if d.isVisible() and not d.isFloating()]
+    open_ = set(shown).union(*(window.tabifiedDockWidgets(d) for d in shown))
+    return [d for d in window.findChildren(QDockWidget)
+            if d in open_ and d is not leave_out and window.dockWidgetArea(d) == area]
+
+
+def _role(dock: QDockWidget) -> str | None:
+    inner = dock.widget()
+    return None if inner is None else inner.property(DOCK_ROLE)
+
+
+class DockPlacer(QObject):
+    """When its widget is first shown in a napari dock, arrange napari-acs docks so that they fit.
+
+    napari's Plugins menu stacks each new dock below the others in the right-hand area, which
+    squeezes every one of them (and the linked views' canvases) or grows the window past the
+    screen. So, in the dock's area (Qt's own ``QMainWindow`` calls; napari's window keeps track
+    of its docks as before): a tool dock joins an earlier tool dock as a tab; the linked views
+    (role ``views``) take their own column, beside the tab group and nearer the axial canvas.
+    ``placed`` is emitted once that is done (a widget can then claim its full minimum size,
+    which in a stack with the others would have grown the window).
+    """
+
+    placed = Signal()
+
+    def __init__(self, owner: QWidget, role: str) -> None:
+        super().__init__(owner)
+        owner.setProperty(DOCK_ROLE, role)
+        owner.installEventFilter(self)
+        self._placed = False
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
+        if event.type() == QEvent.Type.Show and not self._placed:
+            self._placed = True
+            # at once when napari has added the dock to its window (before the window grows to
+            # hold one more dock in a stack), else at the next turn of the event loop
+            if not self.place():
+                QTimer.singleShot(0, self.place)
+        return False
+
+    def place(self) -> bool:
+        """Arrange the dock among the others in its area; False while it is in no main window."""
+        found = dock_of(self.parent())
+        if found is None or found[1].dockWidgetArea(found[0]) == Qt.DockWidgetArea.NoDockWidgetArea:
+            return False
+        dock, window = found
+        area = window.dockWidgetArea(dock)
+        others = docks_in(window, area, leave_out=dock)
+        tools = [d for d in others if _role(d) == TOOL]
+        views = [d for d in others if _role(d) == VIEWS]
+        side = area in SIDES
+        if _role(dock) == TOOL and tools:
+            window.tabifyDockWidget(tools[-1], dock)
+        elif _role(dock) == TOOL and views and side:
+            split_beside(window, area, views[-1], dock)
+        elif _role(dock) == VIEWS and tools and side:
+            current = [d for d in tools if d.isVisible()]
+            split_beside(window, area, dock, tools[0])
+            for before, tool in zip(tools, tools[1:]):  # each tab after the one before it
+                window.tabifyDockWidget(before, tool)
+            for tool in current:
+                tool.raise_()
+        dock.raise_()
+        if side:
+            share_width(window, area, [d for d in (*tools, dock) if _role(d) == TOOL],
+                        [d for d in (*views, dock) if _role(d) == VIEWS])
+        self.placed.emit()
+        return True
+
+
+SIDES = {Qt.DockWidgetArea.LeftDockWidgetArea: Qt.DockWidgetArea.RightDockWidgetArea,
+         Qt.DockWidgetArea.RightDockWidgetArea: Qt.DockWidgetArea.LeftDockWidgetArea}
+#: Room taken by the splitter handles between the columns of docks and the canvas (px).
+SEPARATORS_PX = 30
+
+
+def split_beside(window: QMainWindow, area: Qt.DockWidgetArea, views: QDockWidget, tool: QDockWidget) -> None:
+    """Put ``views`` and ``tool`` side by side in ``area``, the views nearer the central canvas."""
+    pair = (views, tool) if area == Qt.DockWidgetArea.RightDockWidgetArea else (tool, views)
+    window.splitDockWidget(*pair, Qt.Orientation.Horizontal)
+
+
+def share_width(window: QMainWindow, area: Qt.DockWidgetArea, tools: list[QDockWidget],
+                views: list[QDockWidget]) -> None:
+    """Widths of the columns in ``area``: the tool group as wide as its content (at most
+    ``TOOL_GROUP_MAX_WIDTH``), the rest shared evenly by the linked views and the axial canvas."""
+    if not tools:
+        return
+    content = max(d.widget().property(CONTENT_WIDTH) or DOCK_MIN_WIDTH for d in tools)
+    tools_width = min(content + SCROLL_BAR_ROOM, TOOL_GROUP_MAX_WIDTH)
+    if not views:
+        window.resizeDocks(tools[:1], [tools_width], Qt.Orientation.Horizontal)
+        return
+    opposite = max((d.width() for d in docks_in(window, SIDES[area], leave_out=None)), default=0)
+    views_width = (window.width() - opposite - SEPARATORS_PX - tools_width) // 2
+    window.resizeDocks([tools[0], views[0]], [tools_width, views_width], Qt.Orientation.Horizontal)
 
 
 # --------------------------------------------------------------------------- live curves

@@ -47,7 +47,7 @@ from napari_acs._napari._layers import (
     to_display,
 )
 from napari_acs._napari._model_choice import EngineCache, ModelChoice, ModelSpec
-from napari_acs._napari._qt import MessageLabel, PathEdit, error_text, group_box
+from napari_acs._napari._qt import MessageLabel, PathEdit, error_text, group_box, scrolling_layout
 from napari_acs._napari._run_panel import RunPanel
 from napari_acs._napari._widget_finetune import TrainingMonitor
 from napari_acs._napari._widget_load import case_summary
@@ -358,14 +358,13 @@ class CohortBrowserWidget(StopsJobsWhenClosed, QWidget):
         self.tabs.addTab(train_tab, "Fine-tune on corrections")
         cohort = QFormLayout()
         cohort.addRow("Cohort", self.folder)
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self, min_width=600)
         layout.addLayout(cohort)
         layout.addWidget(self.summary)
         layout.addWidget(self.table, 3)
         layout.addLayout(steps)
         layout.addWidget(self.message)
         layout.addWidget(group_box("Model and training", self.tabs), 2)
-        self.setMinimumWidth(600)
 
     def _bind_keys(self) -> None:
         """Next / Previous from the viewer's keyboard (napari's public ``bind_key``; unused keys)."""

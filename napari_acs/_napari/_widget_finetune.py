@@ -26,7 +26,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_acs._napari._model_choice import BackendInfo, load_backend
-from napari_acs._napari._qt import CurvePlot, MessageLabel, PathEdit, error_text
+from napari_acs._napari._qt import CurvePlot, MessageLabel, PathEdit, error_text, scrolling_layout
 from napari_acs._napari._run_panel import RunPanel
 from napari_acs._napari._workers import StopsJobsWhenClosed, TaskRunner
 
@@ -208,10 +208,9 @@ class FinetuneWidget(StopsJobsWhenClosed, QWidget):
         self._form = self.panel.options  # one form: these rows, then the panel's Device
         for row, (label, field) in enumerate(rows):
             self._form.insertRow(row, label, field)
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self, min_width=400)
         layout.addWidget(self.panel)
         layout.addWidget(self.monitor, 1)
-        self.setMinimumWidth(400)
 
         self.task.currentIndexChanged.connect(self._task_changed)
         self.start_button.clicked.connect(lambda: self.start())

@@ -16,13 +16,12 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QVBoxLayout,
     QWidget,
 )
 
 from napari_acs._napari._io import is_default_reader, use_napari_acs_by_default
 from napari_acs._napari._layers import MODALITY_NAMES, case_layer_data
-from napari_acs._napari._qt import MessageLabel, PathEdit, error_text
+from napari_acs._napari._qt import MessageLabel, PathEdit, error_text, scrolling_layout
 from napari_acs._napari._results import RegionLegend
 from napari_acs._napari._sequence_table import SequenceTable
 from napari_acs._napari._window import install_window_drag
@@ -110,7 +109,7 @@ class LoadWidget(StopsJobsWhenClosed, QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.open_button)
         buttons.addWidget(self.sample_button)
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self, min_width=380)
         hint = QLabel(
             "A BraTS case folder, or its files:<br>"
             "<tt>&lt;id&gt;_t1, _t1ce, _t2, _flair</tt> [<tt>_seg</tt>] <tt>.nii.gz</tt> (BraTS 2021) or<br>"
@@ -126,7 +125,6 @@ class LoadWidget(StopsJobsWhenClosed, QWidget):
         layout.addWidget(self.message)
         layout.addWidget(self.legend)
         layout.addStretch(1)
-        self.setMinimumWidth(380)
 
         install_window_drag(self.viewer)  # right-drag: window / level, as in radiology viewers
         self.runner = TaskRunner(self)

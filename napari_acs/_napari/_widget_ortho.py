@@ -32,15 +32,22 @@ from qtpy.QtWidgets import (
 )
 
 from napari_acs._napari._layers import add_layer_in_steps
+from napari_acs._napari._qt import VIEWS as VIEWS_ROLE
+from napari_acs._napari._qt import DockPlacer
 from napari_acs._napari._window import install_window_drag, window_level_drag
 
 if TYPE_CHECKING:
     import napari
 
-#: Extra views: the display-axis order (last three dims) and a caption for each.
+#: Extra views: the display-axis order (last three dims) and a caption for each (short enough
+#: for a 250 px column; the tooltip spells it out).
 VIEWS: dict[str, tuple[tuple[int, int, int], str]] = {
-    "coronal": ((1, 0, 2), "Coronal: superior up, patient's right on the left"),
-    "sagittal": ((2, 0, 1), "Sagittal: superior up, anterior on the left"),
+    "coronal": ((1, 0, 2), "<b>Coronal</b> · S up, R on the left"),
+    "sagittal": ((2, 0, 1), "<b>Sagittal</b> · S up, A on the left"),
+}
+CAPTION_TIPS = {
+    "coronal": "Coronal: superior up, the patient's right on the left (radiological convention)",
+    "sagittal": "Sagittal: superior up, anterior on the left",
 }
 #: Names of the display axes (Z, Y', X') on the views' sliders: the plane each slider moves.
 AXIS_LABELS = ("axial", "coronal", "sagittal")
@@ -54,6 +61,8 @@ CROSSHAIR_NAME = "crosshair"
 PUMP_INTERVAL_MS = 50
 CROSSHAIR_COLOUR = "#00d0ff"  # cyan: no tumour label uses it
 CLICK_TOLERANCE_PX = 4
+#: Smallest side of the coronal and sagittal canvases (px).
+MIN_CANVAS_PX = 250
 FOLLOW_INTERVAL_MS = 30
 
 
@@ -119,23 +128,28 @@ class OrthoViewsWidget(QWidget):
         self.follow_box = QCheckBox("Follow the mouse")
         self.follow_box.setToolTip("Move the crosshair with the pointer, not only on a click")
         controls = QHBoxLayout()
-        hint = QLabel("Click a point in any view to show it in the others.")
-        hint.setWordWrap(True)
-        controls.addWidget(hint, 1)
         controls.addWidget(self.crosshair_box)
         controls.addWidget(self.follow_box)
+        controls.addStretch(1)
+        hint = QLabel("Click any view to show that point in all three.")
+        hint.setWordWrap(True)
         splitter = QSplitter(Qt.Orientation.Vertical)
         for name, (_, caption) in VIEWS.items():
             pane = QWidget()
             pane_layout = QVBoxLayout(pane)
             pane_layout.setContentsMargins(0, 0, 0, 0)
-            pane_layout.addWidget(QLabel(f"<b>{caption}</b>"))
+            label = QLabel(caption)
+            label.setToolTip(CAPTION_TIPS[name])
+            pane_layout.addWidget(label)
             pane_layout.addWidget(self.qt_viewers[name], 1)
             splitter.addWidget(pane)
         layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(controls)
+        layout.addWidget(hint)
         layout.addWidget(splitter, 1)
-        self.setMinimumWidth(320)
+        # a column of its own beside the napari-acs tool docks; then canvases of a usable size
+        DockPlacer(self, VIEWS_ROLE).placed.connect(self._claim_canvas_size)
 
         self._pump_timer = QTimer(self)
         self._pump_timer.setInterval(PUMP_INTERVAL_MS)
@@ -166,6 +180,11 @@ class OrthoViewsWidget(QWidget):
             camera.orientation2d = ("up", "right")
         for layer in main.layers:
             self._queue(layer)
+
+    def _claim_canvas_size(self) -> None:
+        """Canvases at least ``MIN_CANVAS_PX`` on each side (usable at 1366 x 768, every dock open)."""
+        for qt_viewer in self.qt_viewers.values():
+            qt_viewer.canvas.native.setMinimumSize(MIN_CANVAS_PX, MIN_CANVAS_PX)
 
     @property
     def synced(self) -> bool:

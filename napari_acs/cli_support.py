@@ -12,6 +12,11 @@ import sys
 from collections.abc import Callable, Sequence
 
 
+#: The sequence flags of ``segment`` and ``prepare``: (flag, alias, sequence key, what the file holds).
+SEQUENCE_FLAGS = (("--t1c", "--t1ce", "t1c", "post-contrast T1"), ("--flair", "--t2f", "t2f", "T2-FLAIR"),
+                  ("--t1n", "--t1", "t1n", "native (pre-contrast) T1"), ("--t2w", "--t2", "t2w", "T2"))
+
+
 class CLIError(Exception):
     """A failure to report in one line, without a traceback (exit code 1)."""
 

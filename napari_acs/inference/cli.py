@@ -11,12 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from napari_acs.cli_support import CLIError, ProgressBar, print_table
-
-
-#: The sequence flags (files with any names): flag, alias, sequence, what it is.
-SEQUENCE_FLAGS = (("--t1c", "--t1ce", "t1c", "post-contrast T1"), ("--flair", "--t2f", "t2f", "T2-FLAIR"),
-                  ("--t1n", "--t1", "t1n", "native (pre-contrast) T1"), ("--t2w", "--t2", "t2w", "T2"))
+from napari_acs.cli_support import SEQUENCE_FLAGS, CLIError, ProgressBar, print_table
 
 
 class _SequenceFile(argparse.Action):

@@ -12,11 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from napari_acs.cli_support import CLIError, ProgressBar
-
-#: The sequence flags (those of ``napari-acs segment``): (flag, alias, key for prepare_exam, what).
-SEQUENCE_FLAGS = (("--t1c", "--t1ce", "t1c", "post-contrast T1"), ("--flair", "--t2f", "t2f", "T2-FLAIR"),
-                  ("--t1n", "--t1", "t1n", "native (pre-contrast) T1"), ("--t2w", "--t2", "t2w", "T2"))
+from napari_acs.cli_support import SEQUENCE_FLAGS, CLIError, ProgressBar
 
 
 def add_prepare_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:

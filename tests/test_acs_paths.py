@@ -90,8 +90,10 @@ def test_every_forced_path_matches_reference(layer: tuple, choice: dict, monkeyp
     torch.manual_seed(0)
     weight = torch.randn(c_out, c_in // groups, k, k, dtype=torch.float64, requires_grad=True)
     bias = torch.randn(c_out, dtype=torch.float64, requires_grad=True)
-    depthwise = LayerShape(c_in, c_out, k, groups).depthwise
+    shape = LayerShape(c_in, c_out, k, groups)
+    depthwise = shape.depthwise
     with acs_paths(**_force(choice)):
+        effective = chosen_paths(shape)  # unforced fields (plane_grad) follow this CPU's rules
         for fmt_name, fmt in FORMATS.items():
             x = torch.randn(2, c_in, 11, 10, 9, dtype=torch.float64).contiguous(memory_format=fmt).requires_grad_()
             expected = reference_acs_conv(x, weight, bias, stride, padding, dilation, groups)
@@ -110,7 +112,7 @@ def test_every_forced_path_matches_reference(layer: tuple, choice: dict, monkeyp
                 assert calls["slices"] == (choice["path"] == "slices" and depthwise)
                 assert calls["dense"] == (choice["path"] == "dense")
             assert inference["plane"] == 0
-            plane = choice.get("plane_grad") and fmt_name == "NCDHW" and choice["path"] == "parts"
+            plane = effective.plane_grad and fmt_name == "NCDHW" and effective.cpu_train == "parts"
             assert (training["plane"] > 0) == bool(plane)
 
 

@@ -92,15 +92,15 @@ def _raw_grid(spacing: tuple[float, ...], signs: tuple[int, ...], centre_ras: np
     return Grid(shape, affine)
 
 
-@pytest.fixture(scope="module")
-def raw_exam(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A raw exam in a folder: three sequences (no T2), each moved and on its own grid; the truth."""
+def write_raw_exam(folder: Path) -> dict:
+    """A raw exam in ``folder``: three sequences (no T2), each moved and on its own grid, as
+    ``files`` ({"t1c": post_gd.nii.gz, "t1n": ..., "t2f": ...}); the truth (``case``, its grid
+    ``truth``, each sequence's ``motions`` and ``grids``, by BraTS 2021 name)."""
     rng = np.random.default_rng(11)
     case = synthesize(5, shape=(160, 160, 104), convention="brats2023")  # 1.5 mm voxels over the BraTS field of view
     truth = Grid(case.shape, case.affine)
     heads = _head(case, rng)
     centre_ras = nib.affines.apply_affine(case.affine, np.argwhere(case.brain).mean(0))
-    folder = tmp_path_factory.mktemp("exam")
     files, motions, grids = {}, {}, {}
     for modality, (name, spacing, signs) in RAW.items():
         motions[modality] = _motion(rng, lps_points(centre_ras[None])[0])
@@ -112,6 +112,12 @@ def raw_exam(tmp_path_factory: pytest.TempPathFactory) -> dict:
         files[FILES[modality]] = folder / name
         nib.save(nib.Nifti1Image(np.rint(data).astype(np.int16), grids[modality].affine), folder / name)
     return {"case": case, "truth": truth, "files": files, "motions": motions, "grids": grids, "folder": folder}
+
+
+@pytest.fixture(scope="module")
+def raw_exam(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The raw exam of :func:`write_raw_exam` in a folder of this module."""
+    return write_raw_exam(tmp_path_factory.mktemp("exam"))
 
 
 @pytest.fixture(scope="module")

@@ -23,11 +23,13 @@ import numpy as np
 
 from napari_acs._napari._layers import (
     METADATA_KEY,
+    PREPARED_KEY,
     case_layer_data,
     contrast_limits,
     display_scale,
     display_translate,
     from_display,
+    save_case_labels,
     to_display,
 )
 from napari_acs.io.case import find_case_files
@@ -147,10 +149,10 @@ def write_labels(path: str, data: Any, meta: dict) -> list[str]:
     """Write a segmentation Labels layer opened from (or predicted on) a BraTS case.
 
     The layer's metadata must carry its case (the reader and the Segment widget
-    put it there); labels are written on the source file's grid and affine, in
-    the case's label convention, atomically.
+    put it there); labels are written on the source file's grid and affine (a prepared
+    case's: its reference file's), in the case's label convention, atomically.
     """
-    from napari_acs.io import BratsInputError, save_segmentation
+    from napari_acs.io import BratsInputError
 
     info = (meta.get("metadata") or {}).get(METADATA_KEY)
     if not info or info.get("case") is None:
@@ -159,5 +161,5 @@ def write_labels(path: str, data: Any, meta: dict) -> list[str]:
             "(open the case with napari-acs first, then segment or draw on its layers)"
         )
     labels = from_display(np.asarray(data))
-    written = save_segmentation(labels, info["case"], path, overwrite=True)
+    written = save_case_labels(labels, info["case"], path, prepared=info.get(PREPARED_KEY), overwrite=True)
     return [str(written)]

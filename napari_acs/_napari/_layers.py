@@ -17,6 +17,11 @@ selected (active) layer; when the active layer has none (nothing selected, or a 
 elsewhere), it is the case of the top-most layer that has one, which is the most recently
 opened case unless the user reordered the layer list.
 
+**A prepared case** (a raw exam the Load widget prepared as BraTS does, on a new 1 mm grid)
+also carries its :class:`~napari_acs.prepare.PreparedExam` in ``metadata["napari_acs"]["prepared"]``,
+on every layer of the case, predictions included: labels drawn on it are saved on the grid of
+the exam's reference file (:func:`save_case_labels`), not on the 1 mm grid.
+
 napari and Qt are imported inside the functions that need them, so the reader (which
 imports this module) stays light.
 """
@@ -39,6 +44,8 @@ DEFAULT_VISIBLE = "FLAIR"
 METADATA_KEY = "napari_acs"
 #: Image layer metadata key of its window presets (see :func:`window_metadata`).
 WINDOWS_KEY = "window_presets"
+#: ``metadata["napari_acs"]`` key of a prepared case's PreparedExam (see the module text).
+PREPARED_KEY = "prepared"
 #: Once a prediction is shown over it, the reference segmentation is drawn as outlines this
 #: thick (data pixels), opaque, so that it never blends with the filled prediction (opacity 0.6).
 REFERENCE_CONTOUR = 1
@@ -89,8 +96,9 @@ def window_metadata(volume: np.ndarray, sequence: str | None = None) -> dict[str
     return {name: (w.width, w.level) for name, w in window_presets(volume, sequence).items()}
 
 
-def case_metadata(case: Any) -> dict:
-    """What a layer keeps to write results back on the source grid."""
+def case_metadata(case: Any, prepared: Any | None = None) -> dict:
+    """What a layer keeps to write results back on the source grid (``prepared``: the
+    PreparedExam of a prepared case, whose reference file's grid that is)."""
     return {
         METADATA_KEY: {
             "case": case,  # the layers are views of case.image: no extra memory
@@ -98,6 +106,7 @@ def case_metadata(case: Any) -> dict:
             "affine": np.asarray(case.affine),
             "spacing": tuple(case.spacing),
             "convention": case.convention,
+            PREPARED_KEY: prepared,
         }
     }
 
@@ -121,12 +130,12 @@ def labels_layer_kwargs(case: Any, name: str = "segmentation") -> dict:
     }
 
 
-def case_layer_data(case: Any) -> list[tuple]:
+def case_layer_data(case: Any, prepared: Any | None = None) -> list[tuple]:
     """Layer data tuples for a case: one image layer per modality it has (a sequence missing
     from files assigned by the user has none), plus its seg if any. FLAIR is shown, or the
-    first sequence present without FLAIR."""
+    first sequence present without FLAIR. ``prepared``: see :func:`case_metadata`."""
     layers: list[tuple] = []
-    meta = case_metadata(case)
+    meta = case_metadata(case, prepared)
     missing = set(getattr(case, "missing", ()))
     present = [(name, volume) for name, modality, volume in zip(MODALITY_NAMES, case.modalities, case.image)
                if modality not in missing]
@@ -168,7 +177,7 @@ PREDICTION_SUFFIX = "prediction"
 
 
 def _own_case(case: Any) -> Any:
-    """Our own :class:`~napari_acs.io.BratsCase` behind napari's ``PublicOnlyProxy``.
+    """Our own :class:`~napari_acs.io.BratsCase` (or PreparedExam) behind napari's ``PublicOnlyProxy``.
 
     Workaround, scoped to the plugin's own objects: plugin widgets get a proxied viewer,
     and ``PublicOnlyProxy.create`` (napari/utils/_proxies.py) wraps every object whose
@@ -184,6 +193,31 @@ def layer_case(layer: Any) -> Any | None:
     info = (getattr(layer, "metadata", None) or {}).get(METADATA_KEY) or {}
     case = info.get("case")
     return None if case is None else _own_case(case)
+
+
+def layer_prepared(layer: Any) -> Any | None:
+    """The :class:`~napari_acs.prepare.PreparedExam` of a prepared case's layer, or ``None``."""
+    info = (getattr(layer, "metadata", None) or {}).get(METADATA_KEY) or {}
+    prepared = info.get(PREPARED_KEY)
+    return None if prepared is None else _own_case(prepared)
+
+
+def case_prepared(viewer: Any, case: Any) -> Any | None:
+    """The PreparedExam that ``case`` was prepared by (kept by its layers), or ``None``."""
+    return next((prepared for layer in viewer.layers
+                 if layer_case(layer) is case and (prepared := layer_prepared(layer)) is not None), None)
+
+
+def save_case_labels(labels: np.ndarray, case: Any, path: Any, *, prepared: Any | None = None,
+                     overwrite: bool = False) -> Any:
+    """Write canonical labels (X, Y, Z) of ``case`` as NIfTI: on its source file's grid, or, for a
+    case ``prepared`` from a raw exam, on the grid of the exam's reference file (voxel for voxel
+    when that is the case's 1 mm grid); returns the path written."""
+    if prepared is not None:
+        return prepared.save_on_reference(labels, path, overwrite=overwrite)
+    from napari_acs.io import save_segmentation
+
+    return save_segmentation(labels, case, path, overwrite=overwrite)
 
 
 def current_case(viewer: Any) -> Any | None:

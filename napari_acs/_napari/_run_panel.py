@@ -30,6 +30,23 @@ DEVICES = (("Auto (GPU if available)", "auto"), ("CPU", "cpu"), ("CUDA GPU", "cu
 NO_CASE = "Open a BraTS case first (Load BraTS case widget, or File ▸ Open)."
 
 
+class JobProgress(QProgressBar):
+    """The progress of a :class:`~napari_acs._napari._workers.TaskRunner`'s jobs: the job's
+    message and percentage while it runs (0-1000), then "done" (it succeeded) or "idle"."""
+
+    def __init__(self, runner: TaskRunner, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setRange(0, 1000)
+        self.setFormat("idle")
+        runner.progressed.connect(self.show_progress)
+        runner.succeeded.connect(lambda result: self.setValue(1000))
+        runner.stopped.connect(lambda: self.setFormat("done" if self.value() == 1000 else "idle"))
+
+    def show_progress(self, fraction: float, message: str) -> None:
+        self.setValue(int(fraction * 1000))
+        self.setFormat(f"{message} (%p%)")
+
+
 class RunPanel(QWidget):
     """Device choice, optional options, Run / Cancel, a progress bar and a message line.
 
@@ -52,9 +69,8 @@ class RunPanel(QWidget):
         self.run_button = QPushButton(run_text)
         self.cancel_button = QPushButton(cancel_text)
         self.cancel_button.setEnabled(False)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        self.progress.setFormat("idle")
+        self.runner = TaskRunner(self)
+        self.progress = JobProgress(self.runner)
         self.message = MessageLabel()
 
         self.options = QFormLayout()
@@ -70,13 +86,10 @@ class RunPanel(QWidget):
         layout.addWidget(self.message)
 
         self.cancel_button.clicked.connect(self.cancel)
-        self.runner = TaskRunner(self)
-        self.runner.progressed.connect(self.show_progress)
         self.runner.failed.connect(lambda exc: self.message.show_message(error_text(exc), "error"))
         if cancelled_text is not None:
             self.runner.cancelled.connect(lambda: self.message.show_message(cancelled_text, "warning"))
-        self.runner.succeeded.connect(lambda result: self.progress.setValue(1000))
-        self.runner.stopped.connect(self._stopped)
+        self.runner.stopped.connect(lambda: self.cancel_button.setEnabled(False))
 
     @property
     def busy(self) -> bool:
@@ -116,14 +129,6 @@ class RunPanel(QWidget):
     def wait(self, timeout: float | None = None) -> bool:
         """Process events until the job has stopped (scripts and tests)."""
         return self.runner.wait(timeout)
-
-    def show_progress(self, fraction: float, message: str) -> None:
-        self.progress.setValue(int(fraction * 1000))
-        self.progress.setFormat(f"{message} (%p%)")
-
-    def _stopped(self) -> None:
-        self.cancel_button.setEnabled(False)
-        self.progress.setFormat("done" if self.progress.value() == 1000 else "idle")
 
 
 def connect_case_changes(viewer: Any, slot: Callable[..., None]) -> None:

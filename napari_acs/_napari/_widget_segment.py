@@ -23,16 +23,20 @@ from qtpy.QtWidgets import (
 )
 
 from napari_acs._napari._layers import (
+    PREPARED_KEY,
     add_layer_in_steps,
     canonical_labels,
+    case_prepared,
     current_case,
     edited_name,
     labels_digest,
     labels_layer_kwargs,
     layer_case,
+    layer_prepared,
     outline,
     prediction_name,
     reference_layer,
+    save_case_labels,
     to_display,
 )
 from napari_acs._napari._model_choice import EngineCache, ModelChoice, ModelSpec
@@ -253,7 +257,8 @@ class SegmentWidget(ModelRunWidget):
             layer = result.layer or Labels(data, **labels_layer_kwargs(case, name))
             add_layer_in_steps(self.viewer, layer)
         self._follow(layer)
-        layer.metadata["napari_acs"].update({"model": result.model, DIGEST_KEY: result.key[0]})
+        layer.metadata["napari_acs"].update({"model": result.model, DIGEST_KEY: result.key[0],
+                                             PREPARED_KEY: case_prepared(self.viewer, case)})
         if (ref := reference_layer(self.viewer, case)) is not None and not ref.contour:
             outline(ref)  # the reference as outlines under the filled prediction
         self.table.show_results(result.volumes_ml, result.metrics)
@@ -307,12 +312,14 @@ class SegmentWidget(ModelRunWidget):
 
     # ------------------------------------------------------------------ save
     def default_save_path(self) -> Path | None:
-        """``<case folder>/<id>_prediction.nii.gz`` (a name the case reader ignores)."""
+        """``<case folder>/<id>_prediction.nii.gz`` (a name the case reader ignores); for a
+        prepared case, the folder of the reference file it was prepared on."""
         case = current_case(self.viewer)
         if case is None:
             return None
-        folder = Path(next(iter(case.files.values()))).parent
-        return folder / f"{case.case_id}_prediction.nii.gz"
+        prepared = case_prepared(self.viewer, case)
+        source = prepared.inputs[prepared.reference] if prepared is not None else next(iter(case.files.values()))
+        return Path(source).parent / f"{case.case_id}_prediction.nii.gz"
 
     def _save_dialog(self) -> None:
         start = str(self.default_save_path() or "")
@@ -321,10 +328,9 @@ class SegmentWidget(ModelRunWidget):
             self.save(path, overwrite=True)
 
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path | None:
-        """Write the prediction layer (with any edits) on the source grid; an existing file is an error
-        unless ``overwrite``. Returns the path written, or ``None`` (message shown)."""
-        from napari_acs.io import save_segmentation
-
+        """Write the prediction layer (with any edits) on the source grid (a prepared case's: its
+        reference file's); an existing file is an error unless ``overwrite``. Returns the path
+        written, or ``None`` (message shown)."""
         layer = self.prediction_layer()
         if layer is None:
             self.message.show_message("Nothing to save: run a segmentation first.", "warning")
@@ -333,12 +339,16 @@ class SegmentWidget(ModelRunWidget):
             self.message.show_message(
                 f"{path} exists and was not replaced: choose another name (Save… asks before replacing).", "error")
             return None
+        prepared = layer_prepared(layer)
         try:
-            written = save_segmentation(canonical_labels(layer), layer_case(layer), path, overwrite=overwrite)
+            written = save_case_labels(canonical_labels(layer), layer_case(layer), path, prepared=prepared,
+                                       overwrite=overwrite)
         except Exception as exc:  # shown to the user: any failure to write is reported, not raised
             self.message.show_message(error_text(exc), "error")
             return None
-        self.message.show_message(f"Saved {written}", "success")
+        where = "" if prepared is None else (
+            f" on the grid of {prepared.inputs[prepared.reference].name}, the exam's reference sequence")
+        self.message.show_message(f"Saved {written}{where}", "success")
         return written
 
     # ------------------------------------------------------------------ report

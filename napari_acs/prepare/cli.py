@@ -71,11 +71,8 @@ def run_prepare(args: argparse.Namespace) -> int:
     case = exam.case
     print(f"{'reused' if exam.reused else 'prepared'} {case.case_id} in {exam.folder}: "
           f"{' x '.join(map(str, case.shape))} voxels of 1 mm, brain {exam.brain_ml:.0f} mL")
-    for step, what in exam.steps.items():
-        print(f"  {step}: {what}")
-    for kind, figures in exam.registrations.items():
-        print(f"  {kind} -> {exam.reference}: rotation {figures['rotation_deg']:.1f} deg, shift "
-              f"{figures['shift_mm']:.1f} mm, mutual information {figures['metric']:.3f}")
+    for line in exam.summary():
+        print(f"  {line}")
     for warning in exam.warnings:
         print(f"warning: {warning}")
     given = " ".join(f"--{canonical_sequence(kind)} {path}" for kind, path in case.files.items())

@@ -89,6 +89,20 @@ class PreparedExam:
     def brain_ml(self) -> float:
         return float(self.mask.sum()) * self.case.voxel_volume_ml
 
+    @property
+    def steps_done(self) -> tuple[str, ...]:
+        """The steps that were done (none: the inputs were one 1 mm, skull-stripped case already)."""
+        return tuple(step for step, what in self.steps.items() if what == "done")
+
+    def summary(self) -> list[str]:
+        """What the preparation did, a line each: every step (``"registration: done"``), then
+        each registration's figures (``"t2f -> t1c: rotation 3.1 deg, shift 2.4 mm, ..."``)."""
+        lines = [f"{step}: {what}" for step, what in self.steps.items()]
+        lines += [f"{kind} -> {self.reference}: rotation {figures['rotation_deg']:.1f} deg, shift "
+                  f"{figures['shift_mm']:.1f} mm, mutual information {figures['metric']:.3f}"
+                  for kind, figures in self.registrations.items()]
+        return lines
+
     def labels_on_reference(self, labels: np.ndarray) -> np.ndarray:
         """Canonical labels (X, Y, Z) on the 1 mm grid -> canonical labels on the reference
         file's grid (nearest neighbour; exact when that grid is the 1 mm grid)."""
@@ -150,7 +164,7 @@ def prepare_exam(
         return cached
     exam = _prepare(inputs, ref_kind, case_files.case_id, convention, settings, progress, cancel, device)
     check_cancel(cancel, "preparation")
-    if folder is None or (out_dir is None and not any(s == "done" for s in exam.steps.values())):
+    if folder is None or (out_dir is None and not exam.steps_done):
         report(progress, 1.0, "prepared (nothing written)" if folder is None else
                "already prepared: one 1 mm grid, skull-stripped; nothing to do")
         return exam

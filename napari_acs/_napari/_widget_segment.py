@@ -108,7 +108,7 @@ def run_segmentation(
 ) -> SegmentationResult:
     """Worker job: build (or reuse) the widget's engine, segment the case, measure the result."""
     from napari_acs.inference import Segmenter
-    from napari_acs.inference.plausibility import brain_volume_ml, model_concerns, volume_concerns
+    from napari_acs.inference.plausibility import brain_volume_ml, model_concerns, sequence_concerns, volume_concerns
     from napari_acs.progress import check_cancel
 
     def build() -> tuple[Any, Any]:
@@ -124,6 +124,7 @@ def run_segmentation(
     progress(1.0, "measuring volumes" + (" and metrics" if reference is not None else ""))
     volumes, metrics = measure(case, labels, reference)
     concerns = [*model_concerns(getattr(selected.model, "checkpoint_meta", None)),
+                *sequence_concerns(getattr(case, "missing", ())),
                 *volume_concerns(volumes, brain_volume_ml(case.image, case.spacing))]
     # built here, off the GUI thread (a layer object touches no Qt until it is added)
     layer = Labels(to_display(labels), **labels_layer_kwargs(case, prediction_name(case)))

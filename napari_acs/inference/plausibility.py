@@ -6,6 +6,7 @@ One place decides them for the Segment widget and ``napari-acs segment``:
   :func:`napari_acs.models.checkpoint.load_checkpoint`, ``model.checkpoint_meta``): the Dice
   recorded on held-out cases (``heldout_dice``, the demo model's card) or at the training run's
   validation (``metrics["val_dice_*"]``, written by fine-tuning), or a classifier's AUC;
+- :func:`sequence_concerns` says which sequences a case lacks (zero-filled channels);
 - :func:`volume_concerns` checks the volumes (mL) of a result: a whole tumour above
   :data:`MAX_WHOLE_TUMOUR_ML` or filling more than :data:`MAX_BRAIN_FRACTION` of the brain
   (a model that paints the brain, not a tumour).
@@ -23,6 +24,7 @@ from typing import Any, Literal
 import numpy as np
 
 from napari_acs.io.normalize import brain_mask
+from napari_acs.io.sequences import missing_warning
 
 Level = Literal["warning", "error"]
 
@@ -116,6 +118,14 @@ def model_concerns(meta: Mapping[str, Any] | None, task: str = "segmentation") -
 def brain_volume_ml(image: np.ndarray, spacing: Sequence[float]) -> float:
     """Brain volume (mL): voxels of ``image`` (C, X, Y, Z) non-zero in any channel, ``spacing`` mm."""
     return float(brain_mask(image).sum()) * float(np.prod(spacing)) / 1000.0
+
+
+def sequence_concerns(missing: Sequence[str]) -> list[Concern]:
+    """A warning naming the sequences a case lacks (``case.missing``), none when it has all four."""
+    if not missing:
+        return []
+    text = missing_warning(missing)
+    return [Concern("warning", f"{text[0].upper()}{text[1:]}.")]
 
 
 def volume_concerns(volumes_ml: Mapping[str, float], brain_ml: float | None = None) -> list[Concern]:

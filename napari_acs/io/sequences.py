@@ -119,5 +119,5 @@ def missing_warning(missing: Iterable[str]) -> str:
     ``"missing T1, T2: their input channels are zero-filled; ..."``."""
     names = [SEQUENCE_LABELS.get(ALIASES.get(m, m), m) for m in missing]
     channels = "its input channel is" if len(names) == 1 else "their input channels are"
-    return (f"missing {', '.join(names)}: {channels} zero-filled; the model was trained on all four "
-            "sequences, so the segmentation is less reliable")
+    return (f"missing {', '.join(names)}: {channels} zero-filled, so the segmentation is less reliable "
+            "than from all four sequences")

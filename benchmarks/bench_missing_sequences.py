@@ -101,6 +101,8 @@ def main() -> None:
                 scores = brats_metrics(labels, reference.label, reference.spacing, case.convention,
                                        ref_convention=reference.convention, challenge=None)
                 dice.setdefault((name, subset), []).append({r: scores[r]["dice"] for r in REGIONS})
+                print(f"{name} {folder.name} {subset}: "
+                      + " / ".join(f"{scores[r]['dice']:.3f}" for r in REGIONS), flush=True)
     print(f"CPU: {describe_cpu()}; {time.strftime('%Y-%m-%d')}; {len(folders)} held-out cases "
           f"({', '.join(f.name for f in folders)}); whole case, no TTA; {time.perf_counter() - started:.0f} s")
     print("\nMean held-out Dice WT / TC / ET:\n")

@@ -13,7 +13,15 @@ from pathlib import Path
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QComboBox, QFormLayout, QGridLayout, QLabel, QVBoxLayout, QWidget
 
-from napari_acs.io.sequences import SEG, SEQUENCE_LABELS, SEQUENCES, guess_role, missing_sequences, missing_warning
+from napari_acs.io.sequences import (
+    SEG,
+    SEQUENCE_LABELS,
+    SEQUENCES,
+    guess_role,
+    missing_sequences,
+    missing_warning,
+    sentence,
+)
 
 #: The combo's entries: (text shown, role); ``None`` leaves the file out.
 CHOICES: tuple[tuple[str, str | None], ...] = (
@@ -113,8 +121,7 @@ class SequenceTable(QWidget):
             return "All four sequences assigned."
         if len(missing) == len(SEQUENCES):
             return "No sequence assigned yet: choose each file's sequence."
-        text = missing_warning(missing)
-        return f"{text[:1].upper()}{text[1:]}."
+        return sentence(missing_warning(missing))
 
     def _update(self, *_: object) -> None:
         self.missing.setText(self.missing_text())

@@ -31,7 +31,7 @@ from napari_acs._napari._run_panel import JobProgress
 from napari_acs._napari._sequence_table import SequenceTable
 from napari_acs._napari._window import install_window_drag
 from napari_acs._napari._workers import StopsJobsWhenClosed, TaskRunner
-from napari_acs.io.sequences import SEQUENCE_LABELS
+from napari_acs.io.sequences import SEQUENCE_LABELS, sentence
 
 if TYPE_CHECKING:
     import napari
@@ -81,10 +81,6 @@ def _load_assigned(files: dict, reference: str, progress: Any, cancel: Any) -> O
     return prepared.case, prepared
 
 
-def _sentence(text: str) -> str:
-    return f"{text[:1].upper()}{text[1:]}."
-
-
 def prepared_summary(prepared: Any) -> str:
     """What was done to prepare a case (the steps, the registration figures), where it is kept."""
     done = "; ".join([*prepared.summary(), f"brain {prepared.brain_ml:.0f} mL"])
@@ -95,7 +91,7 @@ def prepared_summary(prepared: Any) -> str:
         text = f"Prepared as BraTS does: {done}."
         if prepared.folder is not None:
             text += f" Kept in {prepared.folder}: opening these files again reuses it."
-    return " ".join([text, *(_sentence(warning) for warning in prepared.warnings)])
+    return " ".join([text, *(sentence(warning) for warning in prepared.warnings)])
 
 
 def case_summary(case: Any) -> str:
@@ -111,7 +107,7 @@ def case_summary(case: Any) -> str:
     return (
         f"Opened {case.case_id}: {sequences} {shape} voxels of {spacing} mm, "
         f"{seg} ({names.get(case.convention, case.convention)} labels)."
-        + (f" {_sentence(missing_warning(missing))}" if missing else "")
+        + (f" {sentence(missing_warning(missing))}" if missing else "")
     )
 
 

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 
 from napari_acs.io.normalize import brain_mask
-from napari_acs.io.sequences import missing_warning
+from napari_acs.io.sequences import missing_warning, sentence
 
 Level = Literal["warning", "error"]
 
@@ -124,8 +124,7 @@ def sequence_concerns(missing: Sequence[str]) -> list[Concern]:
     """A warning naming the sequences a case lacks (``case.missing``), none when it has all four."""
     if not missing:
         return []
-    text = missing_warning(missing)
-    return [Concern("warning", f"{text[0].upper()}{text[1:]}.")]
+    return [Concern("warning", sentence(missing_warning(missing)))]
 
 
 def volume_concerns(volumes_ml: Mapping[str, float], brain_ml: float | None = None) -> list[Concern]:

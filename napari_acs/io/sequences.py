@@ -114,6 +114,11 @@ def missing_sequences(files: Mapping[str, object]) -> tuple[str, ...]:
     return tuple(seq for seq in SEQUENCES if seq not in given)
 
 
+def sentence(text: str) -> str:
+    """A clause such as :func:`missing_warning`'s, as a sentence: capitalised, with a full stop."""
+    return f"{text[:1].upper()}{text[1:]}."
+
+
 def missing_warning(missing: Iterable[str]) -> str:
     """The one-line warning wherever a case with missing sequences is loaded or segmented:
     ``"missing T1, T2: their input channels are zero-filled; ..."``."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
 from pathlib import Path
@@ -23,7 +25,8 @@ def crosshair_point(layer) -> np.ndarray:
     return np.array([starts[(i + 1) % 3][i] for i in range(3)])
 
 
-def test_views_follow_clicks_and_layer_changes(make_napari_viewer, qtbot, screenshots_dir: Path) -> None:
+def test_views_follow_clicks_and_layer_changes(make_napari_viewer, qtbot, screenshots_dir: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     viewer = make_napari_viewer(show=True)
     viewer.window.resize(*WINDOW)
     layers = open_case(viewer, sample_case_path())
@@ -88,6 +91,20 @@ def test_views_follow_clicks_and_layer_changes(make_napari_viewer, qtbot, screen
     widget.go_to(tuple(centre))
     viewer.layers.selection.active = seg
     shoot(viewer, qtbot, screenshots_dir / "ortho.png")
+
+    # removing many layers at once (a batched update, as the viewer's clear on closing does) is
+    # batched in the mirrors too: napari's full garbage collection after a layer leaves a canvas
+    # (0.2-0.8 s each with torch loaded) runs once per canvas, not once per layer and view
+    extras = [viewer.add_labels(np.zeros((4, 4, 4), np.uint8), name=f"extra {i}") for i in range(4)]
+    qtbot.waitUntil(lambda: widget.synced, timeout=30_000)
+    collections: list[int] = []
+    monkeypatch.setattr(gc, "collect", lambda *args: collections.append(1) or 0)
+    with viewer.layers.batched_update():
+        for layer in extras:
+            viewer.layers.remove(layer)
+    monkeypatch.undo()
+    assert not any(layer.name.startswith("extra") for model in (coronal, sagittal) for layer in model.layers)
+    assert 1 <= len(collections) <= 3, len(collections)  # one per canvas (was 1 + 2 x 4)
 
     # closing the dock leaves the main viewer as it was
     viewer.window.remove_dock_widget(viewer.window._wrapped_dock_widgets["Orthogonal views (napari-acs)"])

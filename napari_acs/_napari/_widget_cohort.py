@@ -504,9 +504,10 @@ class CohortBrowserWidget(StopsJobsWhenClosed, QWidget):
         self._update_buttons()
 
     def _remove_shown(self) -> None:
-        for layer in list(self.viewer.layers):
-            if id(getattr(layer, "__wrapped__", layer)) in self._layer_ids:
-                self.viewer.layers.remove(layer)
+        with self.viewer.layers.batched_update():  # one redraw (and one napari gc.collect) per canvas
+            for layer in list(self.viewer.layers):
+                if id(getattr(layer, "__wrapped__", layer)) in self._layer_ids:
+                    self.viewer.layers.remove(layer)
         self._layer_ids.clear()
 
     def shown_layers(self) -> list[Any]:

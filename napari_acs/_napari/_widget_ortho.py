@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import weakref
 from collections import deque
+from contextlib import ExitStack
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -121,6 +122,7 @@ class OrthoViewsWidget(QWidget):
         self._crosshairs: dict[str, Vectors] = {}
         self._torn_down = False
         self._docked = False
+        self._batch: ExitStack | None = None  # the mirrors' batched updates while the main list's runs
 
         self.crosshair_box = QCheckBox("Crosshair")
         self.crosshair_box.setChecked(True)
@@ -164,6 +166,8 @@ class OrthoViewsWidget(QWidget):
         main.layers.events.inserted.connect(self._on_inserted)
         main.layers.events.removed.connect(self._on_removed)
         main.layers.events.moved.connect(self._reorder)
+        main.layers.events.begin_batch.connect(self._begin_batch)
+        main.layers.events.end_batch.connect(self._end_batch)
         main.dims.events.point.connect(self._from_main)
         main.dims.events.order.connect(self._set_orders)
         self._mouse = (weak_method(self._on_drag), weak_method(self._on_move))
@@ -268,6 +272,21 @@ class OrthoViewsWidget(QWidget):
         for name, mirror in self._mirrors.pop(event.value.unique_id, {}).items():
             self.models[name].layers.remove(mirror)
         self._pending = deque(item for item in self._pending if item[0].unique_id != event.value.unique_id)
+
+    def _begin_batch(self, event: Any = None) -> None:
+        """While the main viewer changes many layers at once (``LayerList.batched_update``, e.g.
+        ``clear`` when the viewer closes), the mirrors batch theirs too: each canvas then redraws
+        once, and napari's full garbage collection per removed layer (``VispyCanvas``, a Windows
+        OpenGL fix) runs once per canvas instead of once per layer and view."""
+        if self._batch is None:
+            self._batch = ExitStack()
+            for model in self.models.values():
+                self._batch.enter_context(model.layers.batched_update())
+
+    def _end_batch(self, event: Any = None) -> None:
+        batch, self._batch = self._batch, None
+        if batch is not None:
+            batch.close()
 
     def _reorder(self, event: Any = None) -> None:
         """Mirrors in the main viewer's order, the crosshair on top."""
@@ -398,9 +417,12 @@ class OrthoViewsWidget(QWidget):
         for emitter, callback in ((main.layers.events.inserted, self._on_inserted),
                                   (main.layers.events.removed, self._on_removed),
                                   (main.layers.events.moved, self._reorder),
+                                  (main.layers.events.begin_batch, self._begin_batch),
+                                  (main.layers.events.end_batch, self._end_batch),
                                   (main.dims.events.point, self._from_main),
                                   (main.dims.events.order, self._set_orders)):
             emitter.disconnect(callback)
+        self._end_batch()
         for callbacks, callback in zip((main.mouse_drag_callbacks, main.mouse_move_callbacks), self._mouse):
             if callback in callbacks:
                 callbacks.remove(callback)

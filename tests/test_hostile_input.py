@@ -178,11 +178,10 @@ def forged_checkpoint(tmp_path: Path, name: str, *, create=None, meta=None, nan:
 ])
 def test_segment_refuses_a_bad_checkpoint_in_one_line(case_files, tmp_path: Path, name, change, message) -> None:
     path = forged_checkpoint(tmp_path, name, **change)
-    done = subprocess.run([sys.executable, "-m", "napari_acs.cli", "segment", str(case_files["t1"].parent),
-                           "--checkpoint", str(path), "--out", str(tmp_path / "out"), "--no-progress"],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
-    assert str(path) in done.stderr and message in done.stderr, done.stderr
+    code, stderr = cli("segment", str(case_files["t1"].parent), "--checkpoint", str(path),
+                       "--out", str(tmp_path / "out"), "--no-progress")
+    assert code == 1 and "Traceback" not in stderr, stderr
+    assert str(path) in stderr and message in stderr, stderr
     assert not (tmp_path / "out").exists()
 
 

@@ -284,7 +284,7 @@ class CohortBrowserWidget(StopsJobsWhenClosed, QWidget):
         self.segment_button.setEnabled(False)
 
         # fine-tune on corrections: the Fine-tune widget's curves and log
-        self.include_references = QCheckBox("Also cases with their own reference")
+        self.include_references = QCheckBox("Also cases with a reference")
         self.include_references.setToolTip("Besides the accepted cases, train on the cases that came with a "
                                            "reference segmentation")
         self.epochs = QSpinBox()
@@ -358,7 +358,7 @@ class CohortBrowserWidget(StopsJobsWhenClosed, QWidget):
         self.tabs.addTab(train_tab, "Fine-tune on corrections")
         cohort = QFormLayout()
         cohort.addRow("Cohort", self.folder)
-        layout = scrolling_layout(self, min_width=600)
+        layout = scrolling_layout(self, min_width=400)  # as wide as the tool docks: the table scrolls sideways itself
         layout.addLayout(cohort)
         layout.addWidget(self.summary)
         layout.addWidget(self.table, 3)

@@ -32,14 +32,15 @@ def test_import_does_not_import_torch_or_napari() -> None:
     assert out.splitlines() == ["[]", "False"]
 
 
-def test_segment_path_does_not_import_monai() -> None:
+def test_segment_and_training_paths_do_not_import_monai() -> None:
     """MONAI takes seconds to import; the command line's segment path loads it only for
-    cases that need several windows."""
+    cases that need several windows, training (loss, AUC) never."""
     out = _run_python(
         "import sys, napari_acs.cli, napari_acs.inference.batch, napari_acs.models.select; "
-        "napari_acs.cli.build_parser(); print('monai' in sys.modules)"
+        "napari_acs.cli.build_parser(); segment = 'monai' in sys.modules; "
+        "import napari_acs.training.loop, napari_acs.training.comparison; print(segment, 'monai' in sys.modules)"
     )
-    assert out == "False"
+    assert out == "False False"
 
 
 def test_manifest_load_does_not_import_torch() -> None:

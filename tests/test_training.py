@@ -39,6 +39,7 @@ from napari_acs.training.cli import add_compare_parser, add_finetune_parser, con
 from napari_acs.training.cohort import SegmentationCase, split_subjects
 from napari_acs.training.datasets import SegmentationPatches
 from napari_acs.training.evaluation import auc_interval, binary_metrics
+from napari_acs.training.losses import RegionLoss, soft_dice_loss
 from napari_acs.training.plots import COLOURS, LEGEND_FRAME, line_plot
 
 SMALL = {"model": "tf_efficientnet_lite0", "patch_size": 32, "batch_size": 2}
@@ -291,6 +292,29 @@ def test_modality_dropout_zeroes_a_proper_subset_of_sequences() -> None:
     assert torch.equal(out, image)
     with pytest.raises(ValueError, match="modality_dropout=1.5"):
         FinetuneConfig(Path("c"), Path("o"), modality_dropout=1.5)
+
+
+def test_region_loss_is_monais_batch_dice_plus_bce() -> None:
+    from monai.losses import DiceLoss
+
+    gen = torch.Generator().manual_seed(0)
+    logits = 3 * torch.randn(2, 3, 6, 5, 4, generator=gen)
+    target = (torch.rand(2, 3, 6, 5, 4, generator=gen) > 0.7).float()
+    target[:, 2] = 0  # an empty region: the smoothing terms decide
+    expected = DiceLoss(sigmoid=True, batch=True)(logits, target)
+    assert float(soft_dice_loss(logits, target)) == pytest.approx(float(expected), rel=1e-6)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
+    assert float(RegionLoss()(logits, target)) == pytest.approx(float(expected + bce), rel=1e-6)
+
+
+def test_auc_is_monais_with_ties() -> None:
+    from monai.metrics import compute_roc_auc
+
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 2, 40)
+    probabilities = np.round(0.3 * labels + 0.7 * rng.random(40), 1)  # rounded: many ties
+    expected = float(compute_roc_auc(torch.from_numpy(probabilities), torch.from_numpy(labels)))
+    assert binary_metrics(probabilities, labels)["auc"] == pytest.approx(expected, abs=1e-12)
 
 
 def test_auc_interval_is_a_bootstrap_over_subjects() -> None:

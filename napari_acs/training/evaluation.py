@@ -8,7 +8,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from monai.metrics import compute_roc_auc
 from torch import nn
 
 from napari_acs.inference.engine import Segmenter
@@ -85,7 +84,7 @@ def binary_metrics(probabilities: Sequence[float], labels: Sequence[int], thresh
     recalls = [float(np.mean(pred[y == c] == bool(c))) for c in (0, 1) if np.any(y == c)]
     auc = math.nan
     if len(recalls) == 2:
-        auc = float(compute_roc_auc(torch.from_numpy(p), torch.from_numpy(y)))
+        auc = _auc(p, y)
     return {
         "accuracy": float(np.mean(pred == y.astype(bool))),
         "balanced_accuracy": float(np.mean(recalls)),

@@ -20,6 +20,7 @@ import numpy as np
 
 from napari_acs._napari._layers import canonical_labels, display_translate, layer_case, layer_prepared
 from napari_acs._napari._qt import dock_of
+from napari_acs._napari._report import default_report_path
 from test_prepare import _copy, write_raw_exam
 from test_widgets import dock, shoot
 
@@ -127,6 +128,8 @@ def test_load_widget_prepares_a_raw_exam_that_segment_segments(
     viewer.screenshot(str(screenshots_dir / "prepare_load.png"), canvas_only=False)
 
     assert segment.default_save_path() == folder / "post_gd_prediction.nii.gz"
+    case_id = layer_case(prediction).case_id  # the report, too, goes beside the exam, not into the cache
+    assert default_report_path(segment.report_request()) == folder / f"{case_id}_report.pdf"
     saved = segment.save(tmp_path / "post_gd_prediction.nii.gz")
     assert saved is not None and "on the grid of post_gd.nii.gz" in segment.message.text()
     written, reference = nib.load(saved), nib.load(files["t1c"])

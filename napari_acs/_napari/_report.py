@@ -35,11 +35,15 @@ class ReportRequest:
     reference: np.ndarray | None
     model: Any
     sequence: str
+    folder: Path | None = None  # where the report goes by default (None: the case's folder)
 
 
-def default_report_path(case: Any) -> Path:
-    """``<case folder>/<id>_report.pdf``."""
-    return Path(next(iter(case.files.values()))).parent / f"{case.case_id}_report{DEFAULT_SUFFIX}"
+def default_report_path(request: ReportRequest) -> Path:
+    """``<folder>/<id>_report.pdf``: the request's folder (a prepared exam's own files, not the
+    cache the prepared case was read from), else the case's folder."""
+    case = request.case
+    folder = request.folder or Path(next(iter(case.files.values()))).parent
+    return folder / f"{case.case_id}_report{DEFAULT_SUFFIX}"
 
 
 def shown_sequence(viewer: Any, case: Any) -> str:
@@ -112,7 +116,7 @@ class ReportControls(QWidget):
     def browse(self) -> None:
         """Choose the report file in a dialog, which asks before replacing an existing one."""
         request = self._request()
-        start = self.path.text or (str(default_report_path(request.case)) if not isinstance(request, str) else "")
+        start = self.path.text or (str(default_report_path(request)) if not isinstance(request, str) else "")
         chosen, _ = QFileDialog.getSaveFileName(self, self.path.caption, start, REPORT_FILTER)
         if chosen:
             self._chosen = Path(chosen)
@@ -127,7 +131,7 @@ class ReportControls(QWidget):
         if isinstance(request, str):
             self.message.show_message(request, "warning")
             return False
-        target = Path(path) if path is not None else Path(self.path.text) if self.path.text else default_report_path(request.case)
+        target = Path(path) if path is not None else Path(self.path.text) if self.path.text else default_report_path(request)
         if overwrite is None:
             overwrite = self._chosen == target
         if target.exists() and not overwrite:

@@ -362,5 +362,7 @@ class SegmentWidget(ModelRunWidget):
         case = layer_case(layer)
         ref = reference_layer(self.viewer, case)
         model = self._result_model[1] if self._result_model and self._result_model[0] is case else None
+        prepared = layer_prepared(layer)
+        folder = None if prepared is None else prepared.inputs[prepared.reference].parent
         return ReportRequest(case, canonical_labels(layer), canonical_labels(ref) if ref is not None else None,
-                             model, shown_sequence(self.viewer, case))
+                             model, shown_sequence(self.viewer, case), folder)

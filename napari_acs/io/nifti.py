@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import nibabel as nib
+from isal import isal_zlib
 from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError
 
@@ -30,7 +31,7 @@ MAX_VOXELS = 512**3
 #: Header bytes read first: a NIfTI-2 header (540) is the larger of the two.
 HEADER_BYTES = 540
 
-GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
+GZIP_ERRORS = (EOFError, zlib.error, isal_zlib.error, gzip.BadGzipFile)
 READ_ERRORS = (OSError, ValueError, ImageFileError, HeaderDataError, MemoryError)
 GZIP_MAGIC = b"\x1f\x8b"
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -172,9 +173,10 @@ def _open_gzip(path: Path, expected_shape: tuple[int, int, int] | None, allow_4d
     compressed = path.read_bytes()
     if not compressed.startswith(GZIP_MAGIC):
         raise BratsInputError(path, "not gzip-compressed although its name ends in .gz: not a .nii.gz file")
-    first = zlib.decompressobj(wbits=31).decompress(compressed, HEADER_BYTES)
+    first = isal_zlib.decompressobj(wbits=31).decompress(compressed, HEADER_BYTES)
     shape, size = check_header(_header(first, path), path, expected_shape, allow_4d=allow_4d)
-    stream = zlib.decompressobj(wbits=31)  # decompression releases the GIL
+    # ISA-L inflates about 2x faster than zlib (same stream API; it releases the GIL too)
+    stream = isal_zlib.decompressobj(wbits=31)
     data = stream.decompress(compressed, size + 1)
     if len(data) > size or stream.unconsumed_tail:
         raise BratsInputError(path, f"decompresses to more than the {size:,} bytes its header states "

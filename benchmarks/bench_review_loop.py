@@ -10,7 +10,10 @@ uncertain about (the review score, 8-flip TTA), and ``--random-draws`` random ch
 and after, per arm. Goals: the corrected model gains >= 0.05 mean Dice; uncertainty-chosen
 cases gain at least as much as random ones.
 
-    python benchmarks/bench_review_loop.py [--pool 12] [--pick 4] [--steps 100] [--work DIR]
+    python benchmarks/bench_review_loop.py [--pool 12] [--pick 4] [--steps 100] [--seed 0] [--work DIR]
+
+``--seed`` sets the fine-tuning seed and the random draws (the weak model, the pool and the
+held-out cases stay the same), so runs with several seeds measure how much of a gain is chance.
 """
 
 from __future__ import annotations
@@ -70,7 +73,7 @@ def arm(name: str, pool: Path, work: Path, weak: Path, chosen: list[str] | None,
     from napari_acs.inference import Segmenter
     from napari_acs.review import ReviewCohort, finetune_on_corrections
 
-    folder = work / f"arm_{name}"
+    folder = work / (f"arm_{name}" if args.seed == 0 else f"arm_{name}_seed{args.seed}")
     folder.mkdir(parents=True, exist_ok=True)
     for case in sorted(p for p in pool.iterdir() if p.is_dir()):
         if not (folder / case.name).exists():
@@ -81,9 +84,10 @@ def arm(name: str, pool: Path, work: Path, weak: Path, chosen: list[str] | None,
     for case_id in chosen:
         case = review.load(case_id)
         review.accept(case_id, case.label, model="reference labels (as a reader's correction)", case=case)
-    result = finetune_on_corrections(review, weak, work / f"finetuned_{name}", epochs=1,
+    out = work / folder.name.replace("arm_", "finetuned_", 1)
+    result = finetune_on_corrections(review, weak, out, epochs=1,
                                      steps_per_epoch=args.steps, patch_size=(64, 64, 64), lr=args.lr,
-                                     seed=0, overwrite=True)
+                                     seed=args.seed, overwrite=True)
     return result.last_checkpoint, chosen
 
 
@@ -97,6 +101,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100, help="fine-tuning budget, optimiser steps (default 100)")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--random-draws", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0, help="fine-tuning seed and random draws (default 0)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/napari_acs_bench_review_loop"))
     args = parser.parse_args()
 
@@ -113,13 +118,13 @@ def main() -> None:
     rows.append(("4 most uncertain, corrected", ", ".join(c[-3:] for c in chosen), held_out_dice(checkpoint, held)))
     ids = sorted(p.name for p in pool.iterdir() if p.is_dir())
     for draw in range(args.random_draws):
-        picked = random.Random(draw).sample(ids, args.pick)
+        picked = random.Random(args.seed * 1000 + draw).sample(ids, args.pick)
         checkpoint, chosen = arm(f"random{draw}", pool, work, weak, picked, args)
         rows.append((f"4 random (draw {draw}), corrected", ", ".join(c[-3:] for c in chosen),
                      held_out_dice(checkpoint, held)))
     print(f"CPU: {describe_cpu()}; {time.strftime('%Y-%m-%d')}; weak model {args.weak_train} cases x "
           f"{args.weak_steps} steps; pool {args.pool}, pick {args.pick}, fine-tune {args.steps} steps at 64^3 "
-          f"lr {args.lr:g}; held-out {args.held_out} cases {SHAPE}; {time.perf_counter() - started:.0f} s")
+          f"lr {args.lr:g}, seed {args.seed}; held-out {args.held_out} cases {SHAPE}; {time.perf_counter() - started:.0f} s")
     print("| model | cases corrected | WT | TC | ET | mean | gain |\n|---|---|---|---|---|---|---|")
     before = rows[0][2]["mean"]
     for name, cases, dice in rows:

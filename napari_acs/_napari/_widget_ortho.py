@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import weakref
 from collections import deque
-from contextlib import ExitStack
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 import numpy as np

@@ -175,7 +175,7 @@ def _open_gzip(path: Path, expected_shape: tuple[int, int, int] | None, allow_4d
         raise BratsInputError(path, "not gzip-compressed although its name ends in .gz: not a .nii.gz file")
     first = isal_zlib.decompressobj(wbits=31).decompress(compressed, HEADER_BYTES)
     shape, size = check_header(_header(first, path), path, expected_shape, allow_4d=allow_4d)
-    # ISA-L inflates about 2x faster than zlib (same stream API; it releases the GIL too)
+    # ISA-L inflates about 2x faster than zlib (the same stream API)
     stream = isal_zlib.decompressobj(wbits=31)
     data = stream.decompress(compressed, size + 1)
     if len(data) > size or stream.unconsumed_tail:

@@ -8,6 +8,8 @@ layer, so each of them can use it without importing the ``napari-acs`` front end
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import sys
 from collections.abc import Callable, Sequence
 
@@ -15,6 +17,30 @@ from collections.abc import Callable, Sequence
 #: The sequence flags of ``segment`` and ``prepare``: (flag, alias, sequence key, what the file holds).
 SEQUENCE_FLAGS = (("--t1c", "--t1ce", "t1c", "post-contrast T1"), ("--flair", "--t2f", "t2f", "T2-FLAIR"),
                   ("--t1n", "--t1", "t1n", "native (pre-contrast) T1"), ("--t2w", "--t2", "t2w", "T2"))
+
+
+#: glibc's ``mallopt`` parameter for the size above which blocks are mapped (freed at once).
+M_MMAP_THRESHOLD = -3
+#: The fixed threshold a long command sets (bytes).
+MMAP_THRESHOLD_BYTES = 1 << 20
+
+
+def return_freed_memory_promptly() -> bool:
+    """Fix glibc's mmap threshold at 1 MiB for this process (a command-line process only,
+    never a napari one); returns whether it was set (False where the C library is not glibc).
+
+    glibc raises the threshold each time a large block is freed (up to 32 MiB), so the
+    arrays of each case below it come from the heap, which keeps what they free: a cohort
+    command then grows case by case. With a fixed threshold those blocks are mapped and
+    returned when freed, and memory stays flat (benchmarks/RESULTS.md, "Cohort").
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        return bool(libc is not None and hasattr(libc, "gnu_get_libc_version")
+                    and libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+    except (OSError, AttributeError):
+        return False
 
 
 class CLIError(Exception):

@@ -315,6 +315,29 @@ def test_module_trains_and_keeps_dtype() -> None:
         assert layer(x.to(dtype)).dtype == dtype
 
 
+@pytest.mark.parametrize("path", ["parts", "dense"])
+@pytest.mark.parametrize("stride", [2, 3])
+def test_strided_same_padding_leaves_the_last_planes_apart_in_inference(path: str, stride: int,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Channels-last inference with an excess of "same" padding after the input (even sizes,
+    stride 2) computes the last output planes apart instead of padding the whole input."""
+    import napari_acs.models.acs_conv as module
+
+    calls = []
+    apart = module._last_planes_apart
+    monkeypatch.setattr(module, "_last_planes_apart", lambda *a: calls.append(1) or apart(*a))
+    for (c_in, c_out, groups), k, shape in [((8, 8, 8), 3, (16, 13, 10)), ((6, 9, 1), 3, (10, 12, 9)),
+                                            ((5, 5, 5), 5, (9, 8, 14)), ((4, 4, 4), 3, (3, 4, 2))]:
+        x = torch.randn(1, c_in, *shape).contiguous(memory_format=torch.channels_last_3d)
+        weight, bias = torch.randn(c_out, c_in // groups, k, k), torch.randn(c_out)
+        with torch.inference_mode(), acs_paths(cpu_infer_cl=path):
+            out = acs_conv3d(x, weight, bias, stride, "same", 1, groups)
+        torch.testing.assert_close(out, reference_acs_conv(x, weight, bias, stride, "same", 1, groups),
+                                   rtol=1e-5, atol=1e-4)
+        assert out.is_contiguous(memory_format=torch.channels_last_3d)
+    assert calls  # the shapes with an excess took that branch
+
+
 def test_inference_output_keeps_the_input_memory_format() -> None:
     for groups, c_out in ((1, 26), (8, 8), (2, 10)):
         layer = ACSConv3d(8, c_out, 3, stride=2, padding=1, groups=groups)

@@ -153,3 +153,44 @@ def test_a_failing_process_reports_its_cases_and_the_other_finishes(cohort, chec
     assert [r["error"] == "" for r in rows] == [True, False, True, False, True]  # cases 1, 3 were process 1's
     assert all("no device for process 1" in r["error"] for r in rows[1::2])
     assert len(labels(out)) == 3
+
+
+MMAPPED_BLOCKS = textwrap.dedent("""
+    import ctypes, sys
+    from napari_acs.cli_support import return_freed_memory_promptly
+
+    libc = ctypes.CDLL(None)
+    if not hasattr(libc, "mallinfo2"):
+        print("no-glibc"); raise SystemExit
+    class Info(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in
+                    "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+    libc.mallinfo2.restype = Info
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    if sys.argv[1] == "set":
+        assert return_freed_memory_promptly()
+    libc.free(libc.malloc(16 << 20))  # glibc's own rule now keeps blocks below 16 MiB on the heap
+    before = libc.mallinfo2().hblks
+    blocks = [libc.malloc(2 << 20) for _ in range(4)]  # a case's mid-size arrays
+    print(libc.mallinfo2().hblks - before)
+""")
+
+
+@pytest.mark.parametrize("setting", ["default", "set"])
+def test_the_segment_command_maps_mid_size_blocks_so_that_freeing_them_returns_them(setting) -> None:
+    out = subprocess.run([sys.executable, "-c", MMAPPED_BLOCKS, setting], env=ENV, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    if out == "no-glibc":
+        pytest.skip("the C library is not glibc: the setting does not apply")
+    assert int(out) == (4 if setting == "set" else 0)  # mapped blocks go back to the OS when freed
+
+
+def test_the_segment_command_sets_the_memory_setting(monkeypatch, tmp_path) -> None:
+    from napari_acs.inference import cli
+
+    calls = []
+    monkeypatch.setattr(cli, "return_freed_memory_promptly", lambda: calls.append(1) or True)
+    with pytest.raises(cli.CLIError):
+        cli.run_segment(cli.argparse.Namespace(inputs=[], sequence_files=None))
+    assert calls == [1]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from napari_acs.cli_support import SEQUENCE_FLAGS, CLIError, ProgressBar, print_table
+from napari_acs.cli_support import SEQUENCE_FLAGS, CLIError, ProgressBar, print_table, return_freed_memory_promptly
 
 
 class _SequenceFile(argparse.Action):
@@ -69,6 +69,7 @@ def run_segment(args: argparse.Namespace) -> int:
     from napari_acs.io.sequences import missing_sequences, missing_warning
     from napari_acs.models.select import select_model
 
+    return_freed_memory_promptly()  # flat memory over a cohort
     rank, world = rank_and_world()
     described: list[str] = []
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -124,24 +124,74 @@ def acs_conv3d(
     path = paths.path(x.device.type, needs_grad, channels_last)
     if path == "slices" and k > 1:
         return DepthwiseSlices.apply(x, weight, bias, pads, k, stride, dilation, split, sizes)
-    # Symmetric padding goes to the convolution; any asymmetric excess is padded once.
+    # Symmetric padding goes to the convolution; any asymmetric excess is padded once, or
+    # (strided inference) given by the output's last planes, computed apart.
     sym = [min(left, right) for left, right in pads]
     excess = [(left - m, right - m) for (left, right), m in zip(pads, sym)]
-    if any(left or right for left, right in excess):
-        x = F.pad(x, pad_arg(excess))
     # CPU channels-last inference: channels-last kernels keep the output channels-last
     cl_inference = cpu and channels_last and not needs_grad
     cl_weight = channels_last_weight if cl_inference else _same
-    if k == 1:  # the three placements are the same 1 x 1 x 1 kernel
-        return _as_input(F.conv3d(x, cl_weight(weight.unsqueeze(2)), bias, stride, sym, dilation, groups), channels_last)
-    if path == "dense":
-        out = F.conv3d(x, cl_weight(acs_kernel_3d(weight, split)), bias, stride, sym, dilation, groups)
-        return _as_input(out, channels_last) if cpu else out
     plane_grad = (
         paths.plane_grad and cpu and needs_grad and not channels_last and not torch.is_autocast_enabled(x.device.type)
     )
     block = paths.channel_block if cl_inference else 1
-    return _parts(x, weight, bias, stride, sym, dilation, groups, split, sizes, channels_last, plane_grad, block)
+    if k == 1:  # the three placements are the same 1 x 1 x 1 kernel
+        kernel = cl_weight(weight.unsqueeze(2))
+    elif path == "dense":
+        kernel = cl_weight(acs_kernel_3d(weight, split))
+
+    def conv(x: torch.Tensor, sym: list[int], sizes: list[int]) -> torch.Tensor:
+        if k == 1 or path == "dense":
+            out = F.conv3d(x, kernel, bias, stride, sym, dilation, groups)
+            return _as_input(out, channels_last) if cpu or k == 1 else out
+        return _parts(x, weight, bias, stride, sym, dilation, groups, split, sizes, channels_last, plane_grad, block)
+
+    if not any(left or right for left, right in excess):
+        return conv(x, sym, sizes)
+    if cl_inference and stride > 1 and not any(left for left, _ in excess) and weight.shape[0] <= 2 * x.shape[1]:
+        return _last_planes_apart(conv, x, sym, excess, sizes, k, stride, dilation)
+    return conv(F.pad(x, pad_arg(excess)), sym, sizes)
+
+
+def _last_planes_apart(
+    conv: Callable[[torch.Tensor, list[int], list[int]], torch.Tensor],
+    x: torch.Tensor,
+    sym: list[int],
+    excess: list[tuple[int, int]],
+    sizes: list[int],
+    k: int,
+    stride: int,
+    dilation: int,
+) -> torch.Tensor:
+    """A strided convolution whose "same" padding has an excess after the input, without
+    padding the whole input: ``conv(x, sym, sizes)`` runs on ``x`` with the symmetric part
+    only, which leaves out the last output planes along each axis with an excess; those
+    are computed from the thin slab of input they read, padded, and written into the
+    output. Worth it where the output is smaller than the input (a stride-2 depthwise layer:
+    an eighth); the same numbers as padding first.
+    """
+    dims = x.shape[2:]
+    inner = [_out_size(n, p, k, stride, dilation) for n, p in zip(dims, sym)]
+    if min(inner) < 1:  # too small an input to leave planes out
+        return conv(F.pad(x, pad_arg(excess)), sym, sizes)
+    main = conv(x, sym, inner)
+    out = torch.empty((x.shape[0], main.shape[1], *sizes), dtype=main.dtype, device=x.device,
+                      memory_format=torch.channels_last_3d)
+    out[:, :, : inner[0], : inner[1], : inner[2]] = main
+    for axis in range(3):
+        first = inner[axis]
+        if first == sizes[axis]:
+            continue
+        start = first * stride - sym[axis]  # input plane the first left-out output window starts at
+        span = (sizes[axis] - 1 - first) * stride + dilation * (k - 1) + 1
+        slab = x.narrow(2 + axis, start, min(span, dims[axis] - start))
+        pads = [(0, right) for _, right in excess]
+        pads[axis] = (0, span - slab.shape[2 + axis])
+        face_sym, face_sizes = list(sym), list(sizes)
+        face_sym[axis], face_sizes[axis] = 0, sizes[axis] - first
+        slab = F.pad(slab, pad_arg(pads)).contiguous(memory_format=torch.channels_last_3d)
+        out.narrow(2 + axis, first, face_sizes[axis]).copy_(conv(slab, face_sym, face_sizes))
+    return out
 
 
 def _parts(

@@ -3,7 +3,10 @@
 One step = forward, Dice + BCE region loss, backward, AdamW update, as in
 ``napari_acs.training`` (random data and weights: speed does not depend on them).
 Each twin runs in a fresh process, interleaved, ``--repeats`` times; each run times
-``--steps`` steps after two warm-up steps and reports the median step. The processes run
+``--steps`` steps after two warm-up steps and reports the median step. The processes keep
+freed memory for reuse as the training command line does (``--allocator default``: glibc's
+defaults; "peak memory" above the start is then near 0 on the CPU, since the warm-up steps
+already hold a step's memory: compare the process's peak RSS). The processes run
 with ``OMP_WAIT_POLICY=PASSIVE`` unless it is set: idle OpenMP threads sleep instead of
 spinning, so a core taken by another process cannot stall every parallel region (on a
 shared 2-core machine, spinning threads made single steps 5x slower).
@@ -24,8 +27,11 @@ import sys
 from napari_acs.models.cpu_info import describe_cpu
 
 CHILD = r"""
-import json, statistics, time, torch
+import json, resource, statistics, time, torch
 torch.set_num_threads({threads})
+from napari_acs.cli_support import keep_freed_memory_for_reuse
+if {reuse}:
+    keep_freed_memory_for_reuse()  # as the training command line does
 from napari_acs.models import create_model
 from napari_acs.models.acs_paths import configure_acs
 from napari_acs.training.losses import RegionLoss
@@ -57,12 +63,13 @@ for _ in range({steps}):
     times.append(time.perf_counter() - start)
     cpu.append(time.process_time() - start_cpu)
 print(json.dumps(dict(seconds=statistics.median(times), cpu_seconds=statistics.median(cpu),
-                      peak_mib=memory.peak_mib())))
+                      peak_mib=memory.peak_mib(),
+                      peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
 """
 
 
 def run(args: argparse.Namespace, conv: str, measure: bool) -> dict:
-    code = CHILD.format(threads=args.threads, device=args.device, model=args.model, conv=conv,
+    code = CHILD.format(reuse=args.allocator == "reuse", threads=args.threads, device=args.device, model=args.model, conv=conv,
                         batch=args.batch, size=args.size, steps=args.steps,
                         measure=measure and args.device == "cpu")
     env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
@@ -82,6 +89,9 @@ def main() -> int:
     parser.add_argument("--paths", choices=("rules", "measured", "both"), default="rules",
                         help="CPU ACS operator paths: the rule table (as the training loop), measured at "
                         "the run's shape (acs_measure, cached), or both arms in one run (default rules)")
+    parser.add_argument("--allocator", choices=("reuse", "default"), default="reuse",
+                        help="glibc keeping freed memory for reuse, as the training command line sets it "
+                        "(default), or glibc's defaults")
     args = parser.parse_args()
     arms = {"measured": ("acs", True), "rules": ("acs", False)}
     arms = {("acs" if args.paths != "both" else f"acs {k}"): v for k, v in arms.items() if args.paths in (k, "both")}
@@ -98,13 +108,14 @@ def main() -> int:
     print(f"Machine: {describe_cpu()}, Python {platform.python_version()}. Command: `python "
           f"benchmarks/bench_training.py --model {args.model} --batch {args.batch} --size {args.size} "
           f"--steps {args.steps} --repeats {args.repeats} --threads {args.threads} --device {args.device} "
-          f"--paths {args.paths}` "
+          f"--paths {args.paths} --allocator {args.allocator}` "
           "(fresh process per twin, interleaved; median step of each run, median over runs; "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'PASSIVE')}).\n")
-    print("| twin | s / step | process CPU s / step | peak memory (MiB) |\n|---|---|---|---|")
+    print("| twin | s / step | process CPU s / step | peak memory (MiB) | peak RSS of the process (MiB) |\n"
+          "|---|---|---|---|---|")
     for name, m in med.items():
         print(f"| {name.replace('acs', 'ACS').replace('3d', '3D')} | {m['seconds']:.2f} | {m['cpu_seconds']:.2f} | "
-              f"{m['peak_mib']:.0f} |")
+              f"{m['peak_mib']:.0f} | {m['peak_rss_mib']:.0f} |")
     for name, a in med.items():
         if name != "3d":
             print(f"\n{name.replace('acs', 'ACS')} / 3D step time: {a['seconds'] / n['seconds']:.2f} "

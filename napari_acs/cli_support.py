@@ -19,10 +19,36 @@ SEQUENCE_FLAGS = (("--t1c", "--t1ce", "t1c", "post-contrast T1"), ("--flair", "-
                   ("--t1n", "--t1", "t1n", "native (pre-contrast) T1"), ("--t2w", "--t2", "t2w", "T2"))
 
 
-#: glibc's ``mallopt`` parameter for the size above which blocks are mapped (freed at once).
-M_MMAP_THRESHOLD = -3
-#: The fixed threshold a long command sets (bytes).
+#: glibc's ``mallopt`` parameters: the size above which blocks are mapped (freed at once),
+#: how many blocks may be mapped, how much free memory at the heap's top is kept.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX = -1, -3, -4
+#: The fixed threshold a cohort command sets (bytes).
 MMAP_THRESHOLD_BYTES = 1 << 20
+#: Free memory a training process keeps at the heap's top (bytes).
+KEPT_FOR_REUSE_BYTES = 1 << 30
+
+
+def _glibc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "gnu_get_libc_version") else None
+
+
+def keep_freed_memory_for_reuse() -> bool:
+    """Have glibc serve every block from its heap and keep what is freed (a training command
+    line only, never a napari process); returns whether it was set (False without glibc).
+
+    By default each activation above the mmap threshold (most of a 3D network's) is mapped
+    fresh and zeroed by the kernel at every step, then returned; a training step allocates
+    the same sizes every time, so memory kept and reused costs no more than one step's peak
+    and saves that zeroing (benchmarks/RESULTS.md, "Training step").
+    """
+    libc = _glibc()
+    return bool(libc is not None and libc.mallopt(M_MMAP_MAX, 0)
+                and libc.mallopt(M_TRIM_THRESHOLD, KEPT_FOR_REUSE_BYTES))
 
 
 def return_freed_memory_promptly() -> bool:
@@ -34,13 +60,8 @@ def return_freed_memory_promptly() -> bool:
     command then grows case by case. With a fixed threshold those blocks are mapped and
     returned when freed, and memory stays flat (benchmarks/RESULTS.md, "Cohort").
     """
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        return bool(libc is not None and hasattr(libc, "gnu_get_libc_version")
-                    and libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
-    except (OSError, AttributeError):
-        return False
+    libc = _glibc()
+    return bool(libc is not None and libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
 
 
 class CLIError(Exception):

@@ -157,7 +157,7 @@ def test_a_failing_process_reports_its_cases_and_the_other_finishes(cohort, chec
 
 MMAPPED_BLOCKS = textwrap.dedent("""
     import ctypes, sys
-    from napari_acs.cli_support import return_freed_memory_promptly
+    from napari_acs.cli_support import keep_freed_memory_for_reuse, return_freed_memory_promptly
 
     libc = ctypes.CDLL(None)
     if not hasattr(libc, "mallinfo2"):
@@ -167,23 +167,39 @@ MMAPPED_BLOCKS = textwrap.dedent("""
                     "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
     libc.mallinfo2.restype = Info
     libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
     libc.free.argtypes = [ctypes.c_void_p]
-    if sys.argv[1] == "set":
-        assert return_freed_memory_promptly()
+    setting = {"promptly": return_freed_memory_promptly, "reuse": keep_freed_memory_for_reuse}.get(sys.argv[1])
+    assert setting is None or setting()
     libc.free(libc.malloc(16 << 20))  # glibc's own rule now keeps blocks below 16 MiB on the heap
     before = libc.mallinfo2().hblks
     blocks = [libc.malloc(2 << 20) for _ in range(4)]  # a case's mid-size arrays
+    blocks.append(libc.malloc(100 << 20))  # an activation
     print(libc.mallinfo2().hblks - before)
 """)
 
 
-@pytest.mark.parametrize("setting", ["default", "set"])
-def test_the_segment_command_maps_mid_size_blocks_so_that_freeing_them_returns_them(setting) -> None:
+@pytest.mark.parametrize(("setting", "mapped"), [("default", 1), ("promptly", 5), ("reuse", 0)])
+def test_the_commands_memory_settings_decide_which_blocks_are_mapped(setting: str, mapped: int) -> None:
+    """Mapped blocks go back to the OS when freed (a cohort's flat memory); heap blocks are
+    kept and reused (a training step's activations, without the kernel zeroing fresh pages)."""
     out = subprocess.run([sys.executable, "-c", MMAPPED_BLOCKS, setting], env=ENV, capture_output=True, text=True,
                          check=True).stdout.strip()
     if out == "no-glibc":
-        pytest.skip("the C library is not glibc: the setting does not apply")
-    assert int(out) == (4 if setting == "set" else 0)  # mapped blocks go back to the OS when freed
+        pytest.skip("the C library is not glibc: the settings do not apply")
+    assert int(out) == mapped
+
+
+def test_the_training_command_keeps_memory_for_reuse(monkeypatch) -> None:
+    from napari_acs.cli_support import CLIError
+    from napari_acs.training import cli
+
+    calls = []
+    monkeypatch.setattr(cli, "keep_freed_memory_for_reuse", lambda: calls.append(1) or True)
+    monkeypatch.setattr(cli, "config_from_args", lambda args: (_ for _ in ()).throw(CLIError("stop here")))
+    with pytest.raises(CLIError, match="stop here"):
+        cli._run(cli.argparse.Namespace(no_progress=True), "finetune")
+    assert calls == [1]
 
 
 def test_the_segment_command_sets_the_memory_setting(monkeypatch, tmp_path) -> None:

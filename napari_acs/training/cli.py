@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from napari_acs.cli_support import CLIError, ProgressBar, print_table
+from napari_acs.cli_support import CLIError, ProgressBar, keep_freed_memory_for_reuse, print_table
 from napari_acs.training.config import ARMS, DEFAULT_ARMS, SCHEDULES, TASKS, FinetuneConfig
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(FinetuneConfig) if f.default is not dataclasses.MISSING}
@@ -194,6 +194,7 @@ def _run(args: argparse.Namespace, what: str):
     from napari_acs.training.comparison import compare
     from napari_acs.training.loop import finetune
 
+    keep_freed_memory_for_reuse()  # every step allocates the same: reuse instead of fresh zeroed pages
     config = config_from_args(args)
     bar = ProgressBar(not args.no_progress and _is_main_process(), what)
     if what == "finetune":
